@@ -1,0 +1,72 @@
+//! Civil-time arithmetic on Unix millisecond timestamps (UTC): the calendar
+//! inputs the model sees and the RFC 3339 stamps the API shows.
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Fraction of the UTC day elapsed at `ms`, in `[0, 1)`.
+pub fn day_fraction(ms: i64) -> f64 {
+    ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_DAY as f64
+}
+
+/// Fraction of the week elapsed at `ms`, in `[0, 1)`, weeks starting Monday 00:00 UTC.
+pub fn week_fraction(ms: i64) -> f64 {
+    // 1970-01-01 was a Thursday: shift by three days so weeks start on Monday.
+    let week = 7 * MS_PER_DAY;
+    (ms + 3 * MS_PER_DAY).rem_euclid(week) as f64 / week as f64
+}
+
+/// Formats `ms` as an RFC 3339 UTC timestamp with second resolution.
+pub fn rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(MS_PER_DAY);
+    let secs = ms.rem_euclid(MS_PER_DAY) / 1000;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days` algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn calendar_fractions() {
+        // 2023-11-13 was a Monday.
+        let monday = 1_699_833_600_000;
+        assert_eq!(week_fraction(monday), 0.0);
+        assert!((week_fraction(monday + MS_PER_DAY) - 1.0 / 7.0).abs() < 1e-12);
+        assert_eq!(day_fraction(monday + MS_PER_DAY / 4), 0.25);
+    }
+}

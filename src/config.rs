@@ -1,0 +1,364 @@
+//! promcast's YAML configuration: every field optional, Prometheus-style
+//! durations, unknown fields rejected, errors that name the field and line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::duration::PromDuration;
+use crate::series::{is_metric_name, is_synthetic};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where source history comes from; absent means the embedded demo.
+    pub upstream: UpstreamConfig,
+    /// Defaults for every family.
+    pub defaults: Defaults,
+    /// The LSTM and its training.
+    pub model: ModelConfig,
+    /// Families configured by name (and optionally a PromQL expression).
+    pub series: Vec<SeriesConfig>,
+}
+
+/// The Prometheus-compatible server promcast reads history from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL, e.g. `http://prometheus:9090`.
+    pub url: Option<url::Url>,
+    /// Timeout of one upstream request.
+    pub timeout: PromDuration,
+    /// Extra HTTP headers sent with every upstream request (e.g. `Authorization`).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout: PromDuration::from_secs(30),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Settings every family inherits unless its `series:` entry overrides them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// The model's time step; absent means the source's own sample spacing.
+    pub step: Option<PromDuration>,
+    /// Horizons served when a selector names none.
+    pub horizons: Vec<PromDuration>,
+    /// How much recent history each forecast reads (the model's input window).
+    pub lookback: PromDuration,
+    /// How much history a model trains on.
+    pub train_window: PromDuration,
+    /// How often a trained model is retrained in the background.
+    pub retrain_interval: PromDuration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            step: None,
+            horizons: vec![
+                PromDuration::from_secs(15 * 60),
+                PromDuration::from_secs(3600),
+                PromDuration::from_secs(6 * 3600),
+            ],
+            lookback: PromDuration::from_secs(30 * 60),
+            train_window: PromDuration::from_secs(7 * 86_400),
+            retrain_interval: PromDuration::from_secs(86_400),
+        }
+    }
+}
+
+/// Network size and training budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// LSTM hidden units per layer.
+    pub hidden: usize,
+    /// Stacked LSTM layers.
+    pub layers: usize,
+    /// Upper bound on training epochs (early stopping usually ends sooner).
+    pub max_epochs: usize,
+    /// Epochs without validation improvement before training stops.
+    pub patience: usize,
+    /// Windows per optimisation step.
+    pub batch_size: usize,
+    /// Training windows sampled per epoch (bounds the cost of long histories).
+    pub windows_per_epoch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Wall-clock budget of one training run.
+    pub max_training_time: PromDuration,
+    /// Central coverage of `predicted_lower_`/`predicted_upper_`.
+    pub interval_coverage: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 50,
+            layers: 2,
+            max_epochs: 30,
+            patience: 4,
+            batch_size: 128,
+            windows_per_epoch: 4096,
+            learning_rate: 2e-3,
+            max_training_time: PromDuration::from_secs(300),
+            interval_coverage: 0.9,
+        }
+    }
+}
+
+/// One configured family.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// Family name: the metric name, or the name the synthetic series use
+    /// for `expr` (`predicted_<name>`).
+    pub name: String,
+    /// PromQL expression evaluated with `/api/v1/query_range` instead of
+    /// reading the metric `name`.
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// Overrides `defaults.step`.
+    #[serde(default)]
+    pub step: Option<PromDuration>,
+    /// Overrides `defaults.horizons`.
+    #[serde(default)]
+    pub horizons: Option<Vec<PromDuration>>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        path: String,
+        field: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        // An empty file is a valid, all-defaults configuration.
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+                path: origin.to_owned(),
+                source,
+            })?
+        };
+        config
+            .validate()
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                path: origin.to_owned(),
+                field,
+                reason,
+            })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let positive = |field: &str, d: PromDuration| {
+            if d.as_millis() == 0 {
+                Err((field.to_owned(), "must be greater than 0".to_owned()))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(url) = &self.upstream.url {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(("upstream.url".into(), "scheme must be http or https".into()));
+            }
+        }
+        positive("upstream.timeout", self.upstream.timeout)?;
+        if let Some(step) = self.defaults.step {
+            positive("defaults.step", step)?;
+        }
+        check_horizons("defaults.horizons", &self.defaults.horizons)?;
+        positive("defaults.lookback", self.defaults.lookback)?;
+        positive("defaults.train_window", self.defaults.train_window)?;
+        positive("defaults.retrain_interval", self.defaults.retrain_interval)?;
+        let m = &self.model;
+        for (field, value, min) in [
+            ("model.hidden", m.hidden, 1),
+            ("model.layers", m.layers, 1),
+            ("model.max_epochs", m.max_epochs, 1),
+            ("model.patience", m.patience, 1),
+            ("model.batch_size", m.batch_size, 1),
+            ("model.windows_per_epoch", m.windows_per_epoch, 1),
+        ] {
+            if value < min {
+                return Err((field.into(), format!("must be at least {min}")));
+            }
+        }
+        if !(m.learning_rate > 0.0 && m.learning_rate < 1.0) {
+            return Err(("model.learning_rate".into(), "must be in (0, 1)".into()));
+        }
+        positive("model.max_training_time", m.max_training_time)?;
+        if !(m.interval_coverage > 0.0 && m.interval_coverage < 1.0) {
+            return Err((
+                "model.interval_coverage".into(),
+                "must be in (0, 1), e.g. 0.9".into(),
+            ));
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            let field = |f: &str| format!("series[{i}].{f}");
+            if !is_metric_name(&s.name) {
+                return Err((
+                    field("name"),
+                    format!("{:?} is not a valid metric name", s.name),
+                ));
+            }
+            if is_synthetic(&s.name) {
+                return Err((
+                    field("name"),
+                    format!("{:?} starts with a synthetic prefix", s.name),
+                ));
+            }
+            if self.series[..i].iter().any(|o| o.name == s.name) {
+                return Err((field("name"), format!("{:?} is configured twice", s.name)));
+            }
+            if s.expr.as_deref().is_some_and(|e| e.trim().is_empty()) {
+                return Err((field("expr"), "must not be empty".into()));
+            }
+            if let Some(step) = s.step {
+                positive(&field("step"), step)?;
+            }
+            if let Some(h) = &s.horizons {
+                check_horizons(&field("horizons"), h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured entry of a family, if any.
+    pub fn series(&self, family: &str) -> Option<&SeriesConfig> {
+        self.series.iter().find(|s| s.name == family)
+    }
+
+    /// The horizons of a family, sorted, longest last.
+    pub fn horizons(&self, family: &str) -> Vec<PromDuration> {
+        let mut h = self
+            .series(family)
+            .and_then(|s| s.horizons.clone())
+            .unwrap_or_else(|| self.defaults.horizons.clone());
+        h.sort();
+        h.dedup();
+        h
+    }
+
+    /// The configured model step of a family, if not left to the source.
+    pub fn step(&self, family: &str) -> Option<PromDuration> {
+        self.series(family)
+            .and_then(|s| s.step)
+            .or(self.defaults.step)
+    }
+}
+
+fn check_horizons(field: &str, horizons: &[PromDuration]) -> Result<(), (String, String)> {
+    if horizons.is_empty() {
+        return Err((field.to_owned(), "must list at least one horizon".into()));
+    }
+    if horizons.iter().any(|h| h.as_millis() == 0) {
+        return Err((field.to_owned(), "horizons must be greater than 0".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let c = Config::parse("", "t").unwrap();
+        assert!(c.upstream.url.is_none());
+        assert_eq!(
+            c.horizons("anything")
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["15m", "1h", "6h"]
+        );
+        assert_eq!(c.model.hidden, 50);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            r#"
+upstream:
+  url: http://127.0.0.1:9090
+  timeout: 10s
+  headers: {Authorization: "Bearer x"}
+defaults:
+  step: 1m
+  horizons: [1h, 30m]
+  train_window: 14d
+series:
+  - name: cpu_busy
+    expr: 'avg by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
+    horizons: [2h]
+"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.timeout.as_millis(), 10_000);
+        assert_eq!(c.horizons("other")[0].to_string(), "30m");
+        assert_eq!(c.horizons("cpu_busy")[0].to_string(), "2h");
+        assert_eq!(c.step("cpu_busy").unwrap().to_string(), "1m");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_line() {
+        let err = Config::parse("defaults:\n  horizons: [1h, soon]\n", "cfg.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defaults.horizons"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::parse("defaults:\n  horizon: [1h]\n", "cfg.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `horizon`"), "{err}");
+        let err = Config::parse("series:\n  - name: predicted_x\n", "cfg.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("series[0].name"), "{err}");
+        let err = Config::parse("model:\n  hidden: 0\n", "cfg.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.hidden"), "{err}");
+    }
+}

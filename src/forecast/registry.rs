@@ -1,0 +1,452 @@
+//! Per-family model state: models loaded from the model directory at
+//! start, trained in the background on first use and retrained on a
+//! schedule. A query never waits for training: it gets whatever predictor
+//! is current, the seasonal baseline until a model is ready.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::{Baseline, Cache, Predictor, ServedModel, source_spacing};
+use crate::calendar::{now_ms, rfc3339};
+use crate::config::Config;
+use crate::model::store::{self, ModelMeta};
+use crate::model::train::{TrainConfig, train};
+use crate::model::window::choose_step;
+use crate::model::{Grid, Shape};
+use crate::telemetry::Metrics;
+use crate::upstream::{FamilySource, Upstream};
+
+/// How often the scheduler looks for due retraining and retries.
+const SCHEDULE_TICK: Duration = Duration::from_secs(30);
+/// First retry delay after a failed training; doubles up to an hour.
+const RETRY_BASE_MS: i64 = 60_000;
+const RETRY_MAX_MS: i64 = 3_600_000;
+/// Step used to evaluate configured expressions when no step is configured.
+const DEFAULT_EXPR_STEP_MS: i64 = 60_000;
+
+/// The lifecycle state of a family's model, as `/api/v1/models` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Known, not trained yet; the baseline answers.
+    Pending,
+    /// First training under way; the baseline answers.
+    Training,
+    /// A trained model answers (it may be retraining in the background).
+    Ready,
+    /// Training failed and no model exists; the baseline answers.
+    Failed,
+}
+
+impl State {
+    const ALL: [State; 4] = [State::Pending, State::Training, State::Ready, State::Failed];
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Training => "training",
+            State::Ready => "ready",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    model: Option<Arc<ServedModel>>,
+    training: bool,
+    error: Option<String>,
+    failures: u32,
+    retry_at_ms: i64,
+}
+
+impl Entry {
+    fn state(&self) -> State {
+        match (&self.model, self.training, &self.error) {
+            (Some(_), _, _) => State::Ready,
+            (None, true, _) => State::Training,
+            (None, false, Some(_)) => State::Failed,
+            (None, false, None) => State::Pending,
+        }
+    }
+}
+
+/// One family's entry in `/api/v1/models`.
+#[derive(Debug, Serialize)]
+pub struct ModelStatus {
+    /// Family name.
+    pub family: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// What answers queries now: `lstm` or `seasonal_baseline`.
+    pub predictor: &'static str,
+    /// Model version (0 before the first training).
+    pub version: u64,
+    /// When the serving model finished training (RFC 3339).
+    pub trained_at: Option<String>,
+    /// Validation MSE (normalised units).
+    pub validation_error: Option<f64>,
+    /// Validation mean absolute error (normalised units).
+    pub validation_mae: Option<f64>,
+    /// The flat last-value forecast's error on the same windows.
+    pub naive_mae: Option<f64>,
+    /// Model step.
+    pub step: Option<String>,
+    /// Training history range (RFC 3339).
+    pub training_window: Option<[String; 2]>,
+    /// Source series trained on.
+    pub series: Option<usize>,
+    /// Epochs run.
+    pub epochs: Option<usize>,
+    /// Seconds the last successful training took.
+    pub training_seconds: Option<f64>,
+    /// Whether a (re)training run is under way.
+    pub training: bool,
+    /// The last training error.
+    pub error: Option<String>,
+}
+
+/// All families' models.
+pub struct Registry {
+    config: Arc<Config>,
+    upstream: Arc<Upstream>,
+    device: Device,
+    dir: PathBuf,
+    metrics: Arc<Metrics>,
+    cache: Arc<Cache>,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// One training at a time: training is CPU-bound and must leave room
+    /// for queries.
+    training: tokio::sync::Semaphore,
+}
+
+impl Registry {
+    /// A registry over the model directory `dir`.
+    pub fn new(
+        config: Arc<Config>,
+        upstream: Arc<Upstream>,
+        device: Device,
+        dir: PathBuf,
+        metrics: Arc<Metrics>,
+        cache: Arc<Cache>,
+    ) -> Self {
+        Self {
+            config,
+            upstream,
+            device,
+            dir,
+            metrics,
+            cache,
+            entries: Mutex::new(BTreeMap::new()),
+            training: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loads every saved model. Unreadable or corrupt models are moved
+    /// aside and their families retrain on first use.
+    pub fn load_saved(&self) {
+        for family in store::list(&self.dir) {
+            match store::load(&self.dir, &family, &self.device) {
+                Ok(stored) => {
+                    tracing::info!(family, version = stored.meta.version, "loaded model");
+                    let model = ServedModel {
+                        meta: stored.meta,
+                        net: stored.net,
+                        device: self.device.clone(),
+                    };
+                    self.lock().entry(family).or_default().model = Some(Arc::new(model));
+                }
+                Err(e) => {
+                    tracing::warn!(family, error = %e, "model unusable, moved aside; the family will retrain");
+                    store::quarantine(&self.dir, &family);
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Families known to the registry, the configuration and the upstream.
+    pub fn families(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.lock().keys().cloned().collect();
+        all.extend(self.config.series.iter().map(|s| s.name.clone()));
+        all.extend(self.upstream.builtin_families());
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The predictor answering `family` now.
+    pub fn predictor(&self, family: &str) -> Predictor {
+        if let Some(model) = self.lock().get(family).and_then(|e| e.model.clone()) {
+            return Predictor::Model(model);
+        }
+        let horizons = self.config.horizons(family);
+        let max = horizons.last().map_or(0, |h| h.as_millis_i64());
+        Predictor::Baseline(Baseline::new(
+            self.config.step(family).map(|s| s.as_millis_i64()),
+            self.config.defaults.lookback.as_millis_i64(),
+            max,
+            self.config.model.interval_coverage,
+        ))
+    }
+
+    /// Makes sure `family` has a model or is getting one: starts training
+    /// in the background when it has none and none is running (respecting
+    /// the retry back-off after failures).
+    pub fn ensure_trained(self: &Arc<Self>, family: &str) {
+        let start = {
+            let mut entries = self.lock();
+            let entry = entries.entry(family.to_owned()).or_default();
+            let due = entry.model.is_none() && !entry.training && now_ms() >= entry.retry_at_ms;
+            if due {
+                entry.training = true;
+            }
+            due
+        };
+        self.update_gauges();
+        if start {
+            self.spawn_training(family.to_owned());
+        }
+    }
+
+    fn spawn_training(self: &Arc<Self>, family: String) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.train_family(family).await });
+    }
+
+    /// Retrains families whose model is older than the retrain interval and
+    /// retries failed ones, forever.
+    pub fn spawn_scheduler(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SCHEDULE_TICK);
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                let interval = me.config.defaults.retrain_interval.as_millis_i64();
+                let due: Vec<String> = {
+                    let mut entries = me.lock();
+                    entries
+                        .iter_mut()
+                        .filter(|(_, e)| {
+                            !e.training
+                                && now >= e.retry_at_ms
+                                && match &e.model {
+                                    Some(m) => now - m.meta.trained_at_ms >= interval,
+                                    None => e.error.is_some(),
+                                }
+                        })
+                        .map(|(f, e)| {
+                            e.training = true;
+                            f.clone()
+                        })
+                        .collect()
+                };
+                for family in due {
+                    me.spawn_training(family);
+                }
+            }
+        });
+    }
+
+    async fn train_family(self: Arc<Self>, family: String) {
+        let Ok(_permit) = self.training.acquire().await else {
+            return;
+        };
+        self.update_gauges();
+        tracing::info!(family, "training started");
+        let started = std::time::Instant::now();
+        let result = self.run_training(&family).await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.training_run(result.is_ok(), seconds);
+        {
+            let mut entries = self.lock();
+            let entry = entries.entry(family.clone()).or_default();
+            entry.training = false;
+            match result {
+                Ok(model) => {
+                    tracing::info!(
+                        family,
+                        version = model.meta.version,
+                        seconds,
+                        epochs = model.meta.report.epochs,
+                        validation_mae = model.meta.report.validation_mae,
+                        naive_mae = model.meta.report.naive_mae,
+                        "training finished"
+                    );
+                    entry.model = Some(Arc::new(model));
+                    entry.error = None;
+                    entry.failures = 0;
+                    entry.retry_at_ms = 0;
+                }
+                Err(e) => {
+                    entry.failures += 1;
+                    let delay = (RETRY_BASE_MS << (entry.failures - 1).min(10)).min(RETRY_MAX_MS);
+                    entry.retry_at_ms = now_ms() + delay;
+                    tracing::warn!(family, error = %e, retry_in_s = delay / 1000, "training failed");
+                    entry.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+        self.cache.evict_family(&family);
+        self.update_gauges();
+    }
+
+    async fn run_training(&self, family: &str) -> anyhow::Result<ServedModel> {
+        let series = self.config.series(family);
+        let expr = series.and_then(|s| s.expr.clone());
+        let configured_step = self.config.step(family).map(|s| s.as_millis_i64());
+        let end = now_ms();
+        let start = end - self.config.defaults.train_window.as_millis_i64();
+        let source = FamilySource {
+            name: family,
+            expr: expr.as_deref(),
+            step_ms: configured_step.unwrap_or(DEFAULT_EXPR_STEP_MS),
+        };
+        let history = self.upstream.fetch(source, &[], start, end).await?;
+        if history.is_empty() {
+            anyhow::bail!("the upstream has no series for {family:?} in the training window");
+        }
+        let horizons = self.config.horizons(family);
+        let max_horizon = horizons.last().map_or(0, |h| h.as_millis_i64());
+        let step = choose_step(configured_step, source_spacing(&history), max_horizon);
+        let shape = Shape::for_step(
+            step,
+            self.config.defaults.lookback.as_millis_i64(),
+            max_horizon,
+        );
+        let m = &self.config.model;
+        let cfg = TrainConfig {
+            hidden: m.hidden,
+            layers: m.layers,
+            max_epochs: m.max_epochs,
+            patience: m.patience,
+            batch_size: m.batch_size,
+            windows_per_epoch: m.windows_per_epoch,
+            learning_rate: m.learning_rate,
+            max_time: m.max_training_time.to_std(),
+            interval_coverage: m.interval_coverage,
+            seed: seed_for(family),
+        };
+        let version = self
+            .lock()
+            .get(family)
+            .and_then(|e| e.model.as_ref())
+            .map_or_else(
+                || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
+                |m| m.meta.version,
+            )
+            + 1;
+        let device = self.device.clone();
+        let dir = self.dir.clone();
+        let family = family.to_owned();
+        let series_count = history.len();
+        tokio::task::spawn_blocking(move || {
+            let grids: Vec<Grid> = history
+                .iter()
+                .map(|s| {
+                    Grid::resample(
+                        &s.samples,
+                        start,
+                        end,
+                        step,
+                        super::LOOKBACK_MS.max(2 * step),
+                    )
+                })
+                .collect();
+            let trained = train(&grids, shape, &cfg, &device)?;
+            let meta = ModelMeta {
+                format: 0,
+                family,
+                version,
+                trained_at_ms: now_ms(),
+                step_ms: step,
+                shape,
+                spec: trained.net.spec(),
+                history_ms: (start, end),
+                series: series_count,
+                report: trained.report,
+                weights: String::new(),
+                sha256: String::new(),
+            };
+            let meta = store::save(&dir, &trained.net, meta)?;
+            Ok(ServedModel {
+                meta,
+                net: trained.net,
+                device,
+            })
+        })
+        .await?
+    }
+
+    fn update_gauges(&self) {
+        let entries = self.lock();
+        let counts: Vec<(&'static str, i64)> = State::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.name(),
+                    entries.values().filter(|e| e.state() == *s).count() as i64,
+                )
+            })
+            .collect();
+        drop(entries);
+        self.metrics.set_models(&counts);
+    }
+
+    /// The state of every family, for `/api/v1/models`.
+    pub fn statuses(&self) -> Vec<ModelStatus> {
+        let entries = self.lock();
+        entries
+            .iter()
+            .map(|(family, e)| {
+                let meta = e.model.as_ref().map(|m| &m.meta);
+                ModelStatus {
+                    family: family.clone(),
+                    state: e.state(),
+                    predictor: if meta.is_some() {
+                        "lstm"
+                    } else {
+                        "seasonal_baseline"
+                    },
+                    version: meta.map_or(0, |m| m.version),
+                    trained_at: meta.map(|m| rfc3339(m.trained_at_ms)),
+                    validation_error: meta.map(|m| m.report.validation_loss),
+                    validation_mae: meta.map(|m| m.report.validation_mae),
+                    naive_mae: meta.map(|m| m.report.naive_mae),
+                    step: meta.map(|m| {
+                        crate::duration::PromDuration::from_millis(m.step_ms.max(0) as u64)
+                            .to_string()
+                    }),
+                    training_window: meta
+                        .map(|m| [rfc3339(m.history_ms.0), rfc3339(m.history_ms.1)]),
+                    series: meta.map(|m| m.series),
+                    epochs: meta.map(|m| m.report.epochs),
+                    training_seconds: meta.map(|m| m.report.seconds),
+                    training: e.training,
+                    error: e.error.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A per-family seed, so that retraining on the same data is reproducible.
+fn seed_for(family: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    family.hash(&mut h);
+    h.finish()
+}

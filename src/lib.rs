@@ -1,0 +1,27 @@
+//! promcast: a Prometheus remote-read sidecar that serves LSTM forecasts
+//! (`predicted_<m>`), prediction intervals (`predicted_lower_/upper_<m>`)
+//! and anomaly scores (`anomaly_score_<m>`) as synthetic series, computed
+//! on demand from the source metric's history.
+//!
+//! The data path reads top to bottom: [`server`] decodes a request
+//! ([`codec`]), resolves synthetic names ([`series`], [`labels`]), fetches
+//! history ([`upstream`]), runs the family's predictor ([`forecast`],
+//! [`model`]) and encodes the answer.
+
+pub mod calendar;
+pub mod codec;
+pub mod config;
+pub mod duration;
+pub mod forecast;
+pub mod labels;
+pub mod model;
+pub mod series;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+
+/// Prometheus remote-read protobuf messages, generated from `proto/`.
+#[allow(missing_docs, clippy::all)]
+pub mod prompb {
+    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+}

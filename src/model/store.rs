@@ -1,0 +1,293 @@
+//! Model persistence: one burnpack file and one JSON metadata file per
+//! family under the model directory. The metadata names the versioned
+//! weights file and its SHA-256, and is renamed into place last, so a crash
+//! mid-save leaves the previous model intact and a corrupt weights file is
+//! detected at load instead of served.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::network::{LstmNet, NetSpec};
+use super::train::Report;
+use super::window::Shape;
+
+/// Bumped when the saved layout changes incompatibly.
+const FORMAT: u32 = 1;
+
+/// Everything about a saved model except its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Saved-layout version.
+    pub format: u32,
+    /// The family the model serves.
+    pub family: String,
+    /// Increases by one with every training of the family.
+    pub version: u64,
+    /// When training finished (Unix ms).
+    pub trained_at_ms: i64,
+    /// Model time step (ms).
+    pub step_ms: i64,
+    /// Window layout.
+    pub shape: Shape,
+    /// Network layout.
+    pub spec: NetSpec,
+    /// First and last timestamp of the training history (Unix ms).
+    pub history_ms: (i64, i64),
+    /// Source series trained on.
+    pub series: usize,
+    /// Training measurements, including the interval calibration.
+    pub report: Report,
+    /// Weights file name, relative to the model directory.
+    pub weights: String,
+    /// SHA-256 of the weights file, hex.
+    pub sha256: String,
+}
+
+/// A model loaded or trained, ready to serve.
+pub struct StoredModel {
+    /// Metadata.
+    pub meta: ModelMeta,
+    /// The network, on the serving device.
+    pub net: LstmNet,
+}
+
+/// Why a model could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid metadata: {source}")]
+    Meta {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: unsupported model format {found} (this promcast reads {FORMAT})")]
+    Format { path: PathBuf, found: u32 },
+    #[error("{path}: checksum mismatch (file is corrupt or truncated)")]
+    Checksum { path: PathBuf },
+    #[error("{path}: weights do not fit the recorded network: {reason}")]
+    Weights { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Path of a family's metadata file.
+pub fn meta_path(dir: &Path, family: &str) -> PathBuf {
+    dir.join(format!("{family}.json"))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Saves `net` with `meta` (whose `weights` and `sha256` are filled in
+/// here), replacing the family's previous model only once both files are
+/// complete.
+pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta, StoreError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let weights_name = format!("{}.v{}.bpk", meta.family, meta.version);
+    let weights_path = dir.join(&weights_name);
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| StoreError::Weights {
+            path: weights_path.clone(),
+            reason: e.to_string(),
+        })?;
+    write_atomic(&weights_path, &bytes)?;
+    let previous = load_meta(dir, &meta.family).ok();
+    meta.format = FORMAT;
+    meta.weights = weights_name;
+    meta.sha256 = sha256_hex(&bytes);
+    let meta_file = meta_path(dir, &meta.family);
+    let json = serde_json::to_vec_pretty(&meta).map_err(|source| StoreError::Meta {
+        path: meta_file.clone(),
+        source,
+    })?;
+    write_atomic(&meta_file, &json)?;
+    if let Some(old) = previous.filter(|old| old.weights != meta.weights) {
+        // Best effort: a leftover old weights file wastes space, nothing more.
+        let _ = fs::remove_file(dir.join(old.weights));
+    }
+    Ok(meta)
+}
+
+/// Reads a family's metadata.
+pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
+    let path = meta_path(dir, family);
+    let text = fs::read(&path).map_err(io(&path))?;
+    let meta: ModelMeta = serde_json::from_slice(&text).map_err(|source| StoreError::Meta {
+        path: path.clone(),
+        source,
+    })?;
+    if meta.format != FORMAT {
+        return Err(StoreError::Format {
+            path,
+            found: meta.format,
+        });
+    }
+    Ok(meta)
+}
+
+/// Loads a family's model onto `device`, verifying the weights' checksum.
+pub fn load(dir: &Path, family: &str, device: &Device) -> Result<StoredModel, StoreError> {
+    let meta = load_meta(dir, family)?;
+    let path = dir.join(&meta.weights);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    if sha256_hex(&bytes) != meta.sha256 {
+        return Err(StoreError::Checksum { path });
+    }
+    let weights_error = |reason: String| StoreError::Weights {
+        path: path.clone(),
+        reason,
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| weights_error(e.to_string()))?;
+    let net = LstmNet::new(meta.spec, device)
+        .try_load_record(record)
+        .map_err(|e| weights_error(e.to_string()))?;
+    Ok(StoredModel { meta, net })
+}
+
+/// Families with a metadata file in `dir`.
+pub fn list(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut families: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_owned)
+        })
+        .collect();
+    families.sort();
+    families
+}
+
+/// Moves a family's unusable model files aside (suffix `.corrupt`) so the
+/// family retrains, keeping them for inspection.
+pub fn quarantine(dir: &Path, family: &str) {
+    let meta = meta_path(dir, family);
+    if let Ok(m) = load_meta(dir, family) {
+        let weights = dir.join(&m.weights);
+        let _ = fs::rename(&weights, weights.with_extension("bpk.corrupt"));
+    }
+    let _ = fs::rename(&meta, meta.with_extension("json.corrupt"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::window::Grid;
+    use crate::model::{FEATURES, predict};
+
+    fn meta(spec: NetSpec, version: u64) -> ModelMeta {
+        ModelMeta {
+            format: FORMAT,
+            family: "cpu".into(),
+            version,
+            trained_at_ms: 1,
+            step_ms: 60_000,
+            shape: Shape {
+                window: spec.window,
+                horizon_steps: spec.outputs,
+                norm_points: 8,
+            },
+            spec,
+            history_ms: (0, 1),
+            series: 1,
+            report: Report {
+                epochs: 1,
+                stopped_early: false,
+                train_windows: 1,
+                validation_windows: 1,
+                validation_loss: 0.5,
+                validation_mae: 0.5,
+                naive_mae: 1.0,
+                residual_lo: vec![-1.0; spec.outputs],
+                residual_hi: vec![1.0; spec.outputs],
+                one_step_sigma: 0.1,
+                seconds: 0.1,
+            },
+            weights: String::new(),
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn round_trip_is_bit_identical_and_corruption_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let spec = NetSpec {
+            inputs: FEATURES,
+            window: 4,
+            hidden: 6,
+            layers: 2,
+            outputs: 3,
+        };
+        let net = LstmNet::new(spec, &device);
+        save(dir.path(), &net, meta(spec, 1)).unwrap();
+        let loaded = load(dir.path(), "cpu", &device).unwrap();
+        assert_eq!(loaded.meta.version, 1);
+        let grid = Grid::from_values(0, 60_000, vec![1.0, 2.0, 4.0, 3.0, 5.0]);
+        let shape = loaded.meta.shape;
+        let w = grid.window(4, &shape).unwrap();
+        assert_eq!(
+            predict(&net, &[&w], &device),
+            predict(&loaded.net, &[&w], &device)
+        );
+
+        // A second version replaces the first and removes its weights.
+        save(dir.path(), &net, meta(spec, 2)).unwrap();
+        assert!(!dir.path().join("cpu.v1.bpk").exists());
+        assert_eq!(list(dir.path()), ["cpu"]);
+
+        // Truncate the weights: load must refuse, quarantine moves them aside.
+        let weights = dir.path().join("cpu.v2.bpk");
+        let len = fs::metadata(&weights).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&weights)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        assert!(matches!(
+            load(dir.path(), "cpu", &device),
+            Err(StoreError::Checksum { .. })
+        ));
+        quarantine(dir.path(), "cpu");
+        assert!(list(dir.path()).is_empty());
+        assert!(dir.path().join("cpu.v2.bpk.corrupt").exists());
+    }
+}

@@ -1,0 +1,441 @@
+//! Training: windows from every series of a family, a time-based hold-out
+//! for validation, Adam on a masked multi-horizon MSE, early stopping on
+//! the validation loss, and the residual statistics that calibrate the
+//! prediction interval and the anomaly score.
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::network::{LstmNet, NetSpec};
+use super::window::{FEATURES, Grid, Shape, Window};
+
+/// Share of the history held out (the most recent part) for validation.
+const VALIDATION_SHARE: f64 = 0.2;
+/// Fewest windows a training run accepts.
+const MIN_TRAIN_WINDOWS: usize = 32;
+const MIN_VALIDATION_WINDOWS: usize = 8;
+/// Validation windows scored per epoch, at most.
+const MAX_VALIDATION_WINDOWS: usize = 2048;
+/// Training windows kept in memory: this many epochs' worth.
+const POOL_EPOCHS: usize = 8;
+/// Windows per inference batch during validation.
+const EVAL_BATCH: usize = 512;
+/// Consistency constant turning a median absolute deviation into a
+/// standard deviation for Gaussian data.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// Network size and optimisation budget of one run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// LSTM hidden units.
+    pub hidden: usize,
+    /// LSTM layers.
+    pub layers: usize,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Windows per optimisation step.
+    pub batch_size: usize,
+    /// Windows sampled per epoch.
+    pub windows_per_epoch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Wall-clock budget.
+    pub max_time: Duration,
+    /// Central coverage of the prediction interval.
+    pub interval_coverage: f64,
+    /// Seed for initialisation and sampling, so runs are reproducible.
+    pub seed: u64,
+}
+
+/// What a run measured, saved with the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Training windows available.
+    pub train_windows: usize,
+    /// Validation windows scored.
+    pub validation_windows: usize,
+    /// Validation MSE of the best epoch, in normalised units over all steps.
+    pub validation_loss: f64,
+    /// Validation mean absolute error, normalised units, all steps.
+    pub validation_mae: f64,
+    /// The same error for a flat last-value forecast, for comparison.
+    pub naive_mae: f64,
+    /// Per step ahead, the lower residual quantile of the interval.
+    pub residual_lo: Vec<f32>,
+    /// Per step ahead, the upper residual quantile of the interval.
+    pub residual_hi: Vec<f32>,
+    /// Robust spread of one-step-ahead residuals (normalised units).
+    pub one_step_sigma: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// A trained network and its report.
+pub struct Trained {
+    /// The best network, without autodiff state.
+    pub net: LstmNet,
+    /// Measurements of the run.
+    pub report: Report,
+}
+
+/// Why a training run produced no model.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(
+        "not enough history: {train} training and {validation} validation windows (need {MIN_TRAIN_WINDOWS} and {MIN_VALIDATION_WINDOWS}); the family needs more samples or a shorter step"
+    )]
+    NotEnoughData { train: usize, validation: usize },
+    #[error("training diverged (validation loss is not finite)")]
+    Diverged,
+}
+
+/// A set of windows with their targets, flattened for tensors.
+struct Batchable {
+    inputs: Vec<f32>,
+    targets: Vec<f32>,
+    len: usize,
+}
+
+impl Batchable {
+    fn new(windows: Vec<(Window, Vec<f32>)>) -> Self {
+        let len = windows.len();
+        let mut inputs = Vec::new();
+        let mut targets = Vec::new();
+        for (w, t) in windows {
+            inputs.extend(w.features);
+            targets.extend(t);
+        }
+        Self {
+            inputs,
+            targets,
+            len,
+        }
+    }
+
+    /// Input tensor, targets with gaps zeroed, mask of present targets, and
+    /// the number of present targets, for the windows in `idx`.
+    fn batch(
+        &self,
+        idx: &[usize],
+        spec: &NetSpec,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>, usize) {
+        let per_in = spec.window * FEATURES;
+        let k = spec.outputs;
+        let mut x = Vec::with_capacity(idx.len() * per_in);
+        let mut y = Vec::with_capacity(idx.len() * k);
+        let mut m = Vec::with_capacity(idx.len() * k);
+        for &i in idx {
+            x.extend_from_slice(&self.inputs[i * per_in..(i + 1) * per_in]);
+            for &t in &self.targets[i * k..(i + 1) * k] {
+                y.push(if t.is_finite() { t } else { 0.0 });
+                m.push(if t.is_finite() { 1.0 } else { 0.0 });
+            }
+        }
+        let present = m.iter().filter(|v| **v > 0.0).count();
+        (
+            Tensor::from_data(
+                TensorData::new(x, [idx.len(), spec.window, FEATURES]),
+                device,
+            ),
+            Tensor::from_data(TensorData::new(y, [idx.len(), k]), device),
+            Tensor::from_data(TensorData::new(m, [idx.len(), k]), device),
+            present,
+        )
+    }
+}
+
+/// Trains a network on the windows of `grids` (one grid per series).
+pub fn train(
+    grids: &[Grid],
+    shape: Shape,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<Trained, TrainError> {
+    let started = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(cfg.seed);
+    let (train_set, val_set) = split_windows(grids, shape, cfg, &mut rng);
+    if train_set.len < MIN_TRAIN_WINDOWS || val_set.len < MIN_VALIDATION_WINDOWS {
+        return Err(TrainError::NotEnoughData {
+            train: train_set.len,
+            validation: val_set.len,
+        });
+    }
+    let spec = NetSpec {
+        inputs: FEATURES,
+        window: shape.window,
+        hidden: cfg.hidden,
+        layers: cfg.layers,
+        outputs: shape.horizon_steps,
+    };
+    device.seed(cfg.seed);
+    let train_device = device.clone().autodiff();
+    let mut net = LstmNet::new(spec, &train_device);
+    let mut optim = AdamConfig::new().init();
+    let mut best: Option<(f64, LstmNet)> = None;
+    let mut since_best = 0;
+    let mut epochs = 0;
+    let mut order: Vec<usize> = (0..train_set.len).collect();
+    while epochs < cfg.max_epochs {
+        epochs += 1;
+        order.shuffle(&mut rng);
+        for idx in order[..cfg.windows_per_epoch.min(order.len())].chunks(cfg.batch_size) {
+            let (x, y, mask, present) = train_set.batch(idx, &spec, &train_device);
+            if present == 0 {
+                continue;
+            }
+            let diff = (net.forward(x) - y) * mask;
+            let loss = diff.powi_scalar(2).sum().div_scalar(present as f32);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(cfg.learning_rate, net, grads);
+        }
+        let candidate = net.valid();
+        let loss = evaluate(&candidate, &val_set, &spec, device).loss;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged);
+        }
+        if best.as_ref().is_none_or(|(b, _)| loss < *b * (1.0 - 1e-4)) {
+            best = Some((loss, candidate));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        if since_best >= cfg.patience || started.elapsed() > cfg.max_time {
+            break;
+        }
+    }
+    let stopped_early = epochs < cfg.max_epochs;
+    let Some((_, net)) = best else {
+        return Err(TrainError::Diverged);
+    };
+    let eval = evaluate(&net, &val_set, &spec, device);
+    let lo_q = (1.0 - cfg.interval_coverage) / 2.0;
+    let hi_q = 1.0 - lo_q;
+    let mut residual_lo = Vec::with_capacity(spec.outputs);
+    let mut residual_hi = Vec::with_capacity(spec.outputs);
+    for step in &eval.residuals {
+        residual_lo.push(quantile(step, lo_q) as f32);
+        residual_hi.push(quantile(step, hi_q) as f32);
+    }
+    let one_step = eval.residuals.first().cloned().unwrap_or_default();
+    let center = quantile(&one_step, 0.5);
+    let deviations: Vec<f64> = one_step.iter().map(|r| (r - center).abs()).collect();
+    let one_step_sigma = (MAD_TO_SIGMA * quantile(&deviations, 0.5)).max(1e-6);
+    Ok(Trained {
+        net,
+        report: Report {
+            epochs,
+            stopped_early,
+            train_windows: train_set.len,
+            validation_windows: val_set.len,
+            validation_loss: eval.loss,
+            validation_mae: eval.mae,
+            naive_mae: eval.naive_mae,
+            residual_lo,
+            residual_hi,
+            one_step_sigma,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+/// Cuts training and validation windows: validation windows start after
+/// the split time, training windows end (targets included) before it, so
+/// nothing of the validation period leaks into training.
+fn split_windows(
+    grids: &[Grid],
+    shape: Shape,
+    cfg: &TrainConfig,
+    rng: &mut SmallRng,
+) -> (Batchable, Batchable) {
+    let first = grids.iter().map(|g| g.start_ms).min().unwrap_or(0);
+    let last = grids
+        .iter()
+        .map(|g| g.time(g.values.len().saturating_sub(1)))
+        .max()
+        .unwrap_or(0);
+    let split = last - ((last - first) as f64 * VALIDATION_SHARE) as i64;
+    let mut train_idx = Vec::new();
+    let mut val_idx = Vec::new();
+    for (gi, g) in grids.iter().enumerate() {
+        let ahead = shape.horizon_steps as i64 * g.step_ms;
+        for end in shape.window.saturating_sub(1)..g.values.len() {
+            let t = g.time(end);
+            if t + ahead <= split {
+                train_idx.push((gi, end));
+            } else if t >= split {
+                val_idx.push((gi, end));
+            }
+        }
+    }
+    let build = |mut idx: Vec<(usize, usize)>, cap: usize, rng: &mut SmallRng| {
+        if idx.len() > cap {
+            idx.shuffle(rng);
+            idx.truncate(cap);
+            idx.sort_unstable();
+        }
+        Batchable::new(
+            idx.into_iter()
+                .filter_map(|(gi, end)| {
+                    let g = &grids[gi];
+                    let w = g.window(end, &shape)?;
+                    let t = g.targets(&w, shape.horizon_steps);
+                    t.iter().any(|v| v.is_finite()).then_some((w, t))
+                })
+                .collect(),
+        )
+    };
+    let train = build(train_idx, cfg.windows_per_epoch * POOL_EPOCHS, rng);
+    let val = build(val_idx, MAX_VALIDATION_WINDOWS, rng);
+    (train, val)
+}
+
+struct Evaluation {
+    loss: f64,
+    mae: f64,
+    naive_mae: f64,
+    /// Per step ahead, every present residual (target − prediction).
+    residuals: Vec<Vec<f64>>,
+}
+
+fn evaluate(net: &LstmNet, set: &Batchable, spec: &NetSpec, device: &Device) -> Evaluation {
+    let k = spec.outputs;
+    let mut residuals = vec![Vec::new(); k];
+    let (mut sq, mut abs, mut naive, mut n) = (0.0, 0.0, 0.0, 0usize);
+    let all: Vec<usize> = (0..set.len).collect();
+    for idx in all.chunks(EVAL_BATCH) {
+        let (x, _, _, _) = set.batch(idx, spec, device);
+        let pred: Vec<f32> = net.forward(x).into_data().try_to_vec().unwrap_or_default();
+        for (row, &i) in idx.iter().enumerate() {
+            for step in 0..k {
+                let y = set.targets[i * k + step];
+                let Some(&p) = pred.get(row * k + step) else {
+                    continue;
+                };
+                if y.is_finite() {
+                    let r = f64::from(y - p);
+                    sq += r * r;
+                    abs += r.abs();
+                    naive += f64::from(y).abs();
+                    n += 1;
+                    residuals[step].push(r);
+                }
+            }
+        }
+    }
+    let n = n.max(1) as f64;
+    Evaluation {
+        loss: sq / n,
+        mae: abs / n,
+        naive_mae: naive / n,
+        residuals,
+    }
+}
+
+/// The `q` quantile of `values` by linear interpolation; 0 when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 4.0);
+        assert_eq!(quantile(&v, 0.5), 2.5);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    /// A short run on a clean daily cycle must learn something: beat the
+    /// flat forecast on held-out data.
+    #[test]
+    fn learns_a_daily_cycle_better_than_flat() {
+        let step = 600_000; // 10 minutes
+        let n = 6 * 144;
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let day = i as f64 / 144.0 * std::f64::consts::TAU;
+                50.0 + 20.0 * day.sin() + ((i * 7919 % 13) as f64 - 6.0) * 0.2
+            })
+            .collect();
+        let grid = Grid::from_values(0, step, values);
+        let shape = Shape {
+            window: 12,
+            horizon_steps: 12,
+            norm_points: 144,
+        };
+        let cfg = TrainConfig {
+            hidden: 16,
+            layers: 1,
+            max_epochs: 40,
+            patience: 40,
+            batch_size: 32,
+            windows_per_epoch: 256,
+            learning_rate: 1e-2,
+            max_time: Duration::from_secs(120),
+            interval_coverage: 0.9,
+            seed: 7,
+        };
+        let trained = train(&[grid], shape, &cfg, &Device::flex()).unwrap();
+        let r = &trained.report;
+        assert!(r.validation_mae < r.naive_mae * 0.8, "{r:?}");
+        assert_eq!(r.residual_lo.len(), 12);
+        assert!(
+            r.residual_lo
+                .iter()
+                .zip(&r.residual_hi)
+                .all(|(lo, hi)| lo <= hi)
+        );
+    }
+
+    #[test]
+    fn too_little_history_is_an_error() {
+        let grid = Grid::from_values(0, 60_000, vec![1.0; 20]);
+        let shape = Shape {
+            window: 8,
+            horizon_steps: 4,
+            norm_points: 16,
+        };
+        let cfg = TrainConfig {
+            hidden: 4,
+            layers: 1,
+            max_epochs: 1,
+            patience: 1,
+            batch_size: 4,
+            windows_per_epoch: 4,
+            learning_rate: 1e-3,
+            max_time: Duration::from_secs(10),
+            interval_coverage: 0.9,
+            seed: 1,
+        };
+        assert!(matches!(
+            train(&[grid], shape, &cfg, &Device::flex()),
+            Err(TrainError::NotEnoughData { .. })
+        ));
+    }
+}

@@ -1,0 +1,317 @@
+//! From raw samples to model inputs: a series resampled onto a regular time
+//! grid, normalised by its own trailing statistics, cut into windows with
+//! calendar inputs, and the targets a window is trained against.
+
+use crate::calendar;
+
+/// Inputs per time step: normalised value, then sine and cosine of the
+/// time of day and of the time of week.
+pub const FEATURES: usize = 5;
+
+/// Normalised inputs are clipped to this magnitude so that one wild sample
+/// cannot saturate the network.
+const CLIP: f64 = 10.0;
+
+/// A series on a regular grid aligned to multiples of `step_ms` since the
+/// epoch; `NaN` where the source had no sample.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    /// Timestamp of `values[0]`.
+    pub start_ms: i64,
+    /// Grid spacing.
+    pub step_ms: i64,
+    /// One value per grid point.
+    pub values: Vec<f64>,
+    /// Prefix sums over `values - offset` for O(1) trailing statistics.
+    prefix: Vec<(f64, f64, u32)>,
+    offset: f64,
+}
+
+/// How windows are cut: the same at training and serving time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    /// Grid points per input window.
+    pub window: usize,
+    /// Model steps forecast ahead (`K`).
+    pub horizon_steps: usize,
+    /// Grid points of trailing history the per-series normalisation uses.
+    pub norm_points: usize,
+}
+
+/// Most model steps a forecast reaches ahead; an automatic step is raised
+/// to stay below it (a 15 s scrape interval would need 1,440 steps for 6 h).
+pub const MAX_HORIZON_STEPS: i64 = 512;
+const DAY_MS: i64 = 86_400_000;
+
+impl Shape {
+    /// The layout for a grid of `step_ms`: an input window covering
+    /// `lookback_ms` (4 to 128 points), one output per step up to one step
+    /// past the longest horizon (a time between grid points reads up to a
+    /// step further), and a day of normalisation history.
+    pub fn for_step(step_ms: i64, lookback_ms: i64, max_horizon_ms: i64) -> Self {
+        let window = ceil_div(lookback_ms, step_ms).clamp(4, 128) as usize;
+        Self {
+            window,
+            horizon_steps: (ceil_div(max_horizon_ms, step_ms) + 1) as usize,
+            norm_points: ((DAY_MS / step_ms) as usize).max(window),
+        }
+    }
+}
+
+/// The model step: the configured one, else the source's sample spacing
+/// (whole seconds, 60 s when unknown), raised to a multiple of itself when
+/// the longest horizon would need more than [`MAX_HORIZON_STEPS`].
+pub fn choose_step(configured: Option<i64>, spacing: Option<i64>, max_horizon_ms: i64) -> i64 {
+    if let Some(step) = configured {
+        return step.max(1);
+    }
+    let base = spacing.map_or(60_000, |s| ((s + 500) / 1000 * 1000).max(1000));
+    let factor = ceil_div(ceil_div(max_horizon_ms, base) + 1, MAX_HORIZON_STEPS).max(1);
+    base * factor
+}
+
+/// `a / b` rounded up, for non-negative `a` and positive `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+/// One model input: a window ending at a grid point, normalised.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Grid index of the window's last point.
+    pub end: usize,
+    /// `window × FEATURES` inputs, row-major by time.
+    pub features: Vec<f32>,
+    /// The source's value at the window end (carried forward over gaps).
+    pub last: f64,
+    /// Normalisation scale: one normalised unit in source units.
+    pub scale: f64,
+}
+
+impl Grid {
+    /// Resamples `samples` (sorted by time) onto the grid points in
+    /// `[start_ms, end_ms]`: each point takes the latest sample at or
+    /// before it, if that sample is less than `staleness_ms` old, as a
+    /// Prometheus instant query would.
+    pub fn resample(
+        samples: &[(i64, f64)],
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        staleness_ms: i64,
+    ) -> Self {
+        let first = start_ms.div_euclid(step_ms) * step_ms;
+        let n = if end_ms < first {
+            0
+        } else {
+            ((end_ms - first) / step_ms + 1) as usize
+        };
+        let mut values = vec![f64::NAN; n];
+        let mut next = 0;
+        for (i, v) in values.iter_mut().enumerate() {
+            let t = first + i as i64 * step_ms;
+            while next < samples.len() && samples[next].0 <= t {
+                next += 1;
+            }
+            if next > 0 {
+                let (ts, value) = samples[next - 1];
+                if t - ts < staleness_ms && value.is_finite() {
+                    *v = value;
+                }
+            }
+        }
+        Self::from_values(first, step_ms, values)
+    }
+
+    /// A grid from already aligned values.
+    pub fn from_values(start_ms: i64, step_ms: i64, values: Vec<f64>) -> Self {
+        let offset = values
+            .iter()
+            .copied()
+            .find(|v| v.is_finite())
+            .unwrap_or(0.0);
+        let mut prefix = Vec::with_capacity(values.len() + 1);
+        let mut acc = (0.0, 0.0, 0u32);
+        prefix.push(acc);
+        for v in &values {
+            if v.is_finite() {
+                let d = v - offset;
+                acc = (acc.0 + d, acc.1 + d * d, acc.2 + 1);
+            }
+            prefix.push(acc);
+        }
+        Self {
+            start_ms,
+            step_ms,
+            values,
+            prefix,
+            offset,
+        }
+    }
+
+    /// Timestamp of grid point `i`.
+    pub fn time(&self, i: usize) -> i64 {
+        self.start_ms + i as i64 * self.step_ms
+    }
+
+    /// The grid index of timestamp `t`, if `t` is a grid point inside the grid.
+    pub fn index(&self, t: i64) -> Option<usize> {
+        let d = t - self.start_ms;
+        (d >= 0 && d % self.step_ms == 0)
+            .then(|| (d / self.step_ms) as usize)
+            .filter(|&i| i < self.values.len())
+    }
+
+    /// Mean and standard deviation of the present values in `[from, to)`.
+    fn stats(&self, from: usize, to: usize) -> Option<(f64, f64, u32)> {
+        let (s1, s2, n1) = self.prefix[to];
+        let (r1, r2, n0) = self.prefix[from];
+        let n = n1 - n0;
+        if n == 0 {
+            return None;
+        }
+        let mean = (s1 - r1) / f64::from(n);
+        let var = ((s2 - r2) / f64::from(n) - mean * mean).max(0.0);
+        Some((mean + self.offset, var.sqrt(), n))
+    }
+
+    /// The window ending at grid index `end`, or `None` when the window has
+    /// no sample at all (the series was absent) or `end` is too early.
+    pub fn window(&self, end: usize, shape: &Shape) -> Option<Window> {
+        if end + 1 < shape.window || end >= self.values.len() {
+            return None;
+        }
+        let first = end + 1 - shape.window;
+        // Latest value at or before the window end, searched back only as far
+        // as the window reaches.
+        let last = self.values[first..=end]
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| v.is_finite())?;
+        let norm_from = (end + 1).saturating_sub(shape.norm_points);
+        let (mean, std, count) = self.stats(norm_from, end + 1)?;
+        // A spread needs two points.
+        if count < 2 {
+            return None;
+        }
+        let scale = floor_scale(std, mean);
+        let mut features = Vec::with_capacity(shape.window * FEATURES);
+        // Gaps take the previous value; leading gaps the first present one.
+        let mut carried = self.values[first..=end]
+            .iter()
+            .copied()
+            .find(|v| v.is_finite())
+            .unwrap_or(last);
+        for i in first..=end {
+            if self.values[i].is_finite() {
+                carried = self.values[i];
+            }
+            let z = ((carried - mean) / scale).clamp(-CLIP, CLIP);
+            let t = self.time(i);
+            let day = std::f64::consts::TAU * calendar::day_fraction(t);
+            let week = std::f64::consts::TAU * calendar::week_fraction(t);
+            features.extend([z, day.sin(), day.cos(), week.sin(), week.cos()].map(|f| f as f32));
+        }
+        Some(Window {
+            end,
+            features,
+            last,
+            scale,
+        })
+    }
+
+    /// Training targets of `window`: the normalised change from its last
+    /// value at each step `1..=K` ahead, `NaN` where the grid has no value.
+    pub fn targets(&self, window: &Window, horizon_steps: usize) -> Vec<f32> {
+        (1..=horizon_steps)
+            .map(|k| {
+                self.values
+                    .get(window.end + k)
+                    .map_or(f32::NAN, |v| ((v - window.last) / window.scale) as f32)
+            })
+            .collect()
+    }
+}
+
+/// A usable normalisation scale even for flat series: a constant series
+/// must not turn its first change into an infinite input.
+fn floor_scale(std: f64, mean: f64) -> f64 {
+    std.max(1e-3 * mean.abs()).max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: Shape = Shape {
+        window: 3,
+        horizon_steps: 2,
+        norm_points: 4,
+    };
+
+    #[test]
+    fn steps_and_shapes() {
+        assert_eq!(
+            choose_step(Some(300_000), Some(60_000), 21_600_000),
+            300_000
+        );
+        assert_eq!(choose_step(None, Some(59_800), 21_600_000), 60_000);
+        assert_eq!(choose_step(None, None, 3_600_000), 60_000);
+        // 15 s scrapes and a 6 h horizon: 1,441 steps → raised to 45 s.
+        assert_eq!(choose_step(None, Some(15_000), 21_600_000), 45_000);
+        let s = Shape::for_step(60_000, 1_800_000, 21_600_000);
+        assert_eq!((s.window, s.horizon_steps, s.norm_points), (30, 361, 1440));
+    }
+
+    #[test]
+    fn resample_takes_latest_fresh_sample() {
+        let samples = [(10_000, 1.0), (65_000, 2.0), (70_000, 3.0), (400_000, 4.0)];
+        let g = Grid::resample(&samples, 0, 420_000, 60_000, 300_000);
+        assert_eq!(g.start_ms, 0);
+        let v: Vec<String> = g.values.iter().map(|v| format!("{v}")).collect();
+        // 0: nothing yet; 60s: 1.0; 120s..300s: 3.0 (from 70s); 360s: 3.0 is
+        // 290s old; 420s: 4.0.
+        assert_eq!(v, ["NaN", "1", "3", "3", "3", "3", "3", "4"]);
+    }
+
+    #[test]
+    fn stale_samples_leave_gaps() {
+        let g = Grid::resample(&[(0, 1.0)], 0, 600_000, 60_000, 300_000);
+        assert_eq!(g.values.iter().filter(|v| v.is_finite()).count(), 5);
+    }
+
+    #[test]
+    fn windows_normalise_by_trailing_statistics() {
+        let g = Grid::from_values(0, 60_000, vec![1.0, 3.0, 1.0, 3.0, 5.0, 7.0]);
+        let w = g.window(4, &SHAPE).unwrap();
+        // Trailing 4 points: 3, 1, 3, 5 → mean 3, std sqrt(2).
+        assert!((w.scale - 2f64.sqrt()).abs() < 1e-9);
+        assert_eq!(w.last, 5.0);
+        let z: Vec<f32> = w.features.chunks(FEATURES).map(|f| f[0]).collect();
+        let s = 2f32.sqrt();
+        assert!(
+            (z[0] + 2.0 / s).abs() < 1e-5 && z[1].abs() < 1e-6 && (z[2] - 2.0 / s).abs() < 1e-5
+        );
+        let t = g.targets(&w, 2);
+        assert!((t[0] - 2.0 / s).abs() < 1e-5);
+        assert!(t[1].is_nan());
+    }
+
+    #[test]
+    fn windows_carry_values_over_gaps_and_need_data() {
+        let nan = f64::NAN;
+        let g = Grid::from_values(0, 60_000, vec![1.0, 2.0, nan, nan, 4.0, nan, nan, nan]);
+        let shape = Shape {
+            norm_points: 8,
+            ..SHAPE
+        };
+        let w = g.window(3, &shape).unwrap();
+        assert_eq!(w.last, 2.0);
+        let z: Vec<f32> = w.features.chunks(FEATURES).map(|f| f[0]).collect();
+        assert_eq!(z[1], z[2], "a gap repeats the previous value");
+        assert!(g.window(1, &shape).is_none(), "window longer than history");
+        assert!(g.window(7, &shape).is_none(), "no sample inside the window");
+        assert_eq!(g.window(5, &shape).unwrap().last, 4.0);
+    }
+}

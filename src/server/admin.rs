@@ -1,0 +1,62 @@
+//! Operational endpoints: liveness, readiness, own metrics, model status,
+//! and a small index page.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use hyper::StatusCode;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+
+use super::{AppState, HttpResponse, text};
+
+/// `GET /-/healthy`: the process is serving.
+pub fn healthy() -> HttpResponse {
+    text(StatusCode::OK, "promcast is Healthy.\n")
+}
+
+/// `GET /-/ready`: the configuration is loaded and the upstream answered.
+pub fn ready(state: &AppState) -> HttpResponse {
+    if state.ready.load(Ordering::Relaxed) {
+        text(StatusCode::OK, "promcast is Ready.\n")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "promcast is not ready: the upstream has not answered yet.\n",
+        )
+    }
+}
+
+/// `GET /metrics`: promcast's own metrics.
+pub fn metrics(state: &AppState) -> HttpResponse {
+    let mut r = text(StatusCode::OK, state.metrics.encode());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// `GET /api/v1/models`: every family's model state.
+pub fn models(state: &AppState) -> HttpResponse {
+    let body = serde_json::json!({"status": "success", "data": state.registry.statuses()});
+    let mut r = text(StatusCode::OK, body.to_string());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `GET /`: what this server is and where to look.
+pub fn index(state: &AppState) -> HttpResponse {
+    let mut out = String::from(
+        "promcast: LSTM forecasts and anomaly scores as Prometheus series\n\n\
+         POST /api/v1/read      Prometheus remote read (add to remote_read with read_recent: true)\n\
+         GET  /federate         latest synthetic values, ?match[]=<selector>\n\
+         GET  /api/v1/models    model state per family\n\
+         GET  /metrics          promcast's own metrics\n\
+         GET  /-/healthy, /-/ready\n\nfamilies:\n",
+    );
+    for s in state.registry.statuses() {
+        let _ = writeln!(out, "  {:<40} {:?} v{}", s.family, s.state, s.version);
+    }
+    text(StatusCode::OK, out)
+}

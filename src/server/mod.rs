@@ -1,0 +1,155 @@
+//! The HTTP server: routing, body limits, and per-request metrics. Each
+//! route lives in its own module; `query` is the shared path from matchers
+//! to synthetic series.
+
+pub mod admin;
+pub mod federate;
+pub mod query;
+pub mod remote_read;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::forecast::Cache;
+use crate::forecast::registry::Registry;
+use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a request handler may use.
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Source of history.
+    pub upstream: Arc<Upstream>,
+    /// Models per family.
+    pub registry: Arc<Registry>,
+    /// Forecast cache.
+    pub cache: Arc<Cache>,
+    /// promcast's own metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set once the upstream has answered.
+    pub ready: AtomicBool,
+}
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A plain-text response: every error says why in its body.
+pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HttpResponse> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {limit} bytes\n"),
+        )),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("reading request body: {e}\n"),
+        )),
+    }
+}
+
+async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let (path, response): (&'static str, HttpResponse) = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/api/v1/read") => ("/api/v1/read", remote_read::handle(&state, req).await),
+        (&Method::GET, "/federate") => ("/federate", federate::handle(&state, &req).await),
+        (&Method::GET | &Method::HEAD, "/-/healthy") => ("/-/healthy", admin::healthy()),
+        (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(&state)),
+        (&Method::GET, "/metrics") => ("/metrics", admin::metrics(&state)),
+        (&Method::GET, "/api/v1/models") => ("/api/v1/models", admin::models(&state)),
+        (&Method::GET, "/") => ("/", admin::index(&state)),
+        (
+            _,
+            "/api/v1/read" | "/federate" | "/-/healthy" | "/-/ready" | "/metrics"
+            | "/api/v1/models" | "/",
+        ) => (
+            "other",
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {} not allowed here\n", req.method()),
+            ),
+        ),
+        (_, p) => (
+            "other",
+            text(StatusCode::NOT_FOUND, format!("no such endpoint: {p}\n")),
+        ),
+    };
+    state.metrics.http_request(
+        path,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then drains
+/// in-flight requests for up to [`DRAIN_TIMEOUT`].
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        continue;
+                    }
+                };
+                let state = Arc::clone(&state);
+                let service = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                });
+                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}

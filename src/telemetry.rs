@@ -1,0 +1,313 @@
+//! promcast's own observability: the metrics served on `/metrics` (so a
+//! failing promcast is visible even though Prometheus only shows a remote
+//! error as a warning) and log setup.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Labels of HTTP request counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route (a fixed set, never the raw request path).
+    pub path: &'static str,
+    /// HTTP status code.
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+}
+
+/// Every metric promcast exports.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<PathLabel>,
+    /// Reads sent to the upstream.
+    pub upstream_requests: Counter,
+    upstream_errors: Family<KindLabel, Counter>,
+    models: Family<StateLabel, Gauge>,
+    training_runs: Family<ResultLabel, Counter>,
+    training_duration: Histogram,
+    /// Forecast windows served from the cache.
+    pub cache_hits: Counter,
+    /// Forecast windows computed.
+    pub cache_misses: Counter,
+    /// Synthetic series returned by queries.
+    pub series_served: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("promcast");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<PathLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by route",
+            http_duration.clone(),
+        );
+        let upstream_requests = Counter::default();
+        registry.register(
+            "upstream_requests",
+            "Reads sent to the upstream",
+            upstream_requests.clone(),
+        );
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream reads by kind of failure",
+            upstream_errors.clone(),
+        );
+        let models = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "models",
+            "Model families by state (pending, training, ready, failed)",
+            models.clone(),
+        );
+        let training_runs = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "training_runs",
+            "Finished training runs by result",
+            training_runs.clone(),
+        );
+        let training_duration = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "training_duration_seconds",
+            "Wall-clock time of training runs",
+            training_duration.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "forecast_cache_hits",
+            "Forecast windows served from the cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "forecast_cache_misses",
+            "Forecast windows computed by a model",
+            cache_misses.clone(),
+        );
+        let series_served = Counter::default();
+        registry.register(
+            "series_served",
+            "Synthetic series returned by queries",
+            series_served.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            upstream_requests,
+            upstream_errors,
+            models,
+            training_runs,
+            training_duration,
+            cache_hits,
+            cache_misses,
+            series_served,
+        }
+    }
+
+    /// Records one answered HTTP request.
+    pub fn http_request(&self, path: &'static str, code: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&HttpLabels { path, code })
+            .inc();
+        self.http_duration
+            .get_or_create(&PathLabel { path })
+            .observe(seconds);
+    }
+
+    /// Records a failed upstream read.
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Sets how many families are in each model state.
+    pub fn set_models(&self, counts: &[(&'static str, i64)]) {
+        for (state, n) in counts {
+            self.models.get_or_create(&StateLabel { state }).set(*n);
+        }
+    }
+
+    /// Records a finished training run.
+    pub fn training_run(&self, ok: bool, seconds: f64) {
+        let result = if ok { "success" } else { "failure" };
+        self.training_runs
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.training_duration.observe(seconds);
+    }
+
+    /// The exposition text for `/metrics` (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `ts=… level=… msg="…" key=value`, like Prometheus.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global log subscriber.
+pub fn init_logging(level: tracing::Level, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Logfmt => builder.event_format(Logfmt).init(),
+    }
+}
+
+/// A logfmt event formatter.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let now = crate::calendar::now_ms();
+        let mut fields = LogfmtFields(String::new());
+        event.record(&mut fields);
+        writeln!(
+            writer,
+            "ts={}.{:03}Z level={} target={}{}",
+            crate::calendar::rfc3339(now).trim_end_matches('Z'),
+            now.rem_euclid(1000),
+            meta.level().as_str().to_lowercase(),
+            meta.target(),
+            fields.0
+        )
+    }
+}
+
+struct LogfmtFields(String);
+
+impl Visit for LogfmtFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, " {}={}", key(field), quote(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+fn key(field: &Field) -> &str {
+    match field.name() {
+        "message" => "msg",
+        other => other,
+    }
+}
+
+/// Quotes a logfmt value when it needs it.
+fn quote(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=')
+    {
+        value.to_owned()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_the_counters() {
+        let m = Metrics::new();
+        m.http_request("/api/v1/read", 400, 0.001);
+        m.upstream_error("connect");
+        m.training_run(true, 3.0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"promcast_http_requests_total{path="/api/v1/read",code="400"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"promcast_upstream_errors_total{kind="connect"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"promcast_training_runs_total{result="success"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn logfmt_quotes_only_when_needed() {
+        assert_eq!(quote("ready"), "ready");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote(""), "\"\"");
+    }
+}

@@ -1,0 +1,138 @@
+//! Where source history comes from: a Prometheus-compatible server (remote
+//! read for metrics, `/api/v1/query_range` for configured expressions) or
+//! the embedded demo.
+
+pub mod demo;
+pub mod prometheus;
+
+use std::sync::Arc;
+
+use crate::labels::{Labels, Matcher};
+use crate::series::is_synthetic;
+use crate::telemetry::Metrics;
+
+/// One source series: its labels (without the metric name) and samples as
+/// `(unix ms, value)` in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSeries {
+    /// Labels, `__name__` excluded.
+    pub labels: Labels,
+    /// Samples in time order.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// What to read for a family.
+#[derive(Debug, Clone, Copy)]
+pub struct FamilySource<'a> {
+    /// Family name; the metric name unless `expr` is set.
+    pub name: &'a str,
+    /// PromQL expression to evaluate instead of reading the metric.
+    pub expr: Option<&'a str>,
+    /// Resolution for expressions (ms).
+    pub step_ms: i64,
+}
+
+/// A failed upstream read.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("upstream answered HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("upstream answer could not be decoded: {0}")]
+    Decode(String),
+    #[error("upstream query error: {0}")]
+    Query(String),
+    #[error("refusing to ask the upstream for synthetic series {0:?}")]
+    Synthetic(String),
+}
+
+impl UpstreamError {
+    /// A short, bounded label for `/metrics`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Http(e) if e.is_timeout() => "timeout",
+            UpstreamError::Http(e) if e.is_connect() => "connect",
+            UpstreamError::Http(_) => "http",
+            UpstreamError::Status { .. } => "status",
+            UpstreamError::Decode(_) => "decode",
+            UpstreamError::Query(_) => "query",
+            UpstreamError::Synthetic(_) => "synthetic",
+        }
+    }
+}
+
+/// The configured source of history.
+pub struct Upstream {
+    backend: Backend,
+    metrics: Arc<Metrics>,
+}
+
+enum Backend {
+    Prometheus(prometheus::Client),
+    Demo(demo::Demo),
+}
+
+impl Upstream {
+    /// A Prometheus-compatible upstream.
+    pub fn prometheus(client: prometheus::Client, metrics: Arc<Metrics>) -> Self {
+        Self {
+            backend: Backend::Prometheus(client),
+            metrics,
+        }
+    }
+
+    /// The embedded demo upstream.
+    pub fn demo(metrics: Arc<Metrics>) -> Self {
+        Self {
+            backend: Backend::Demo(demo::Demo),
+            metrics,
+        }
+    }
+
+    /// Families the upstream itself offers without configuration (the demo's).
+    pub fn builtin_families(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Demo(_) => demo::FAMILIES.iter().map(|f| f.name.to_owned()).collect(),
+            Backend::Prometheus(_) => Vec::new(),
+        }
+    }
+
+    /// Source series of `family` matching `matchers` with samples in
+    /// `[start_ms, end_ms]`.
+    pub async fn fetch(
+        &self,
+        family: FamilySource<'_>,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SourceSeries>, UpstreamError> {
+        let result = if family.expr.is_none() && is_synthetic(family.name) {
+            Err(UpstreamError::Synthetic(family.name.to_owned()))
+        } else {
+            match &self.backend {
+                Backend::Prometheus(c) => c.fetch(family, matchers, start_ms, end_ms).await,
+                Backend::Demo(d) => Ok(d.fetch(family.name, matchers, start_ms, end_ms)),
+            }
+        };
+        self.metrics.upstream_requests.inc();
+        match result {
+            Ok(mut series) => {
+                series.retain(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)));
+                Ok(series)
+            }
+            Err(e) => {
+                self.metrics.upstream_error(e.kind());
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks that the upstream answers at all (for readiness).
+    pub async fn probe(&self) -> Result<(), UpstreamError> {
+        match &self.backend {
+            Backend::Prometheus(c) => c.probe().await,
+            Backend::Demo(_) => Ok(()),
+        }
+    }
+}
