@@ -107,7 +107,7 @@ impl Default for ModelConfig {
             hidden: 50,
             layers: 2,
             max_epochs: 30,
-            patience: 4,
+            patience: 6,
             batch_size: 128,
             windows_per_epoch: 4096,
             learning_rate: 2e-3,

@@ -53,7 +53,7 @@ impl Baseline {
 
     /// The window layout at `step`.
     pub fn shape(&self, step: i64) -> Shape {
-        Shape::for_step(step, self.lookback_ms, self.max_horizon_ms)
+        Shape::for_step(step, self.lookback_ms, self.max_horizon_ms, 0)
     }
 
     /// Lower interval offsets (normalised).

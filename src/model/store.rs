@@ -223,6 +223,7 @@ mod tests {
                 window: spec.window,
                 horizon_steps: spec.outputs,
                 norm_points: 8,
+                weekly: false,
             },
             spec,
             history_ms: (0, 1),

@@ -207,6 +207,7 @@ pub fn train(
         if !loss.is_finite() {
             return Err(TrainError::Diverged);
         }
+        tracing::debug!(epoch = epochs, validation_loss = loss, elapsed_s = started.elapsed().as_secs_f64(), "epoch done");
         if best.as_ref().is_none_or(|(b, _)| loss < *b * (1.0 - 1e-4)) {
             best = Some((loss, candidate));
             since_best = 0;
@@ -388,6 +389,7 @@ mod tests {
             window: 12,
             horizon_steps: 12,
             norm_points: 144,
+            weekly: false,
         };
         let cfg = TrainConfig {
             hidden: 16,
@@ -420,6 +422,7 @@ mod tests {
             window: 8,
             horizon_steps: 4,
             norm_points: 16,
+            weekly: false,
         };
         let cfg = TrainConfig {
             hidden: 4,

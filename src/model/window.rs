@@ -36,7 +36,14 @@ pub struct Shape {
     pub horizon_steps: usize,
     /// Grid points of trailing history the per-series normalisation uses.
     pub norm_points: usize,
+    /// Whether the time-of-week inputs are live. A model that has not seen
+    /// every weekday several times would extrapolate them into nonsense, so
+    /// they are zero unless the training history spans [`WEEKLY_HISTORY_MS`].
+    pub weekly: bool,
 }
+
+/// Training history needed before time-of-week inputs are used.
+pub const WEEKLY_HISTORY_MS: i64 = 21 * DAY_MS;
 
 /// Most model steps a forecast reaches ahead; an automatic step is raised
 /// to stay below it (a 15 s scrape interval would need 1,440 steps for 6 h).
@@ -48,12 +55,13 @@ impl Shape {
     /// `lookback_ms` (4 to 128 points), one output per step up to one step
     /// past the longest horizon (a time between grid points reads up to a
     /// step further), and a day of normalisation history.
-    pub fn for_step(step_ms: i64, lookback_ms: i64, max_horizon_ms: i64) -> Self {
+    pub fn for_step(step_ms: i64, lookback_ms: i64, max_horizon_ms: i64, history_ms: i64) -> Self {
         let window = ceil_div(lookback_ms, step_ms).clamp(4, 128) as usize;
         Self {
             window,
             horizon_steps: (ceil_div(max_horizon_ms, step_ms) + 1) as usize,
             norm_points: ((DAY_MS / step_ms) as usize).max(window),
+            weekly: history_ms >= WEEKLY_HISTORY_MS,
         }
     }
 }
@@ -210,8 +218,13 @@ impl Grid {
             let z = ((carried - mean) / scale).clamp(-CLIP, CLIP);
             let t = self.time(i);
             let day = std::f64::consts::TAU * calendar::day_fraction(t);
-            let week = std::f64::consts::TAU * calendar::week_fraction(t);
-            features.extend([z, day.sin(), day.cos(), week.sin(), week.cos()].map(|f| f as f32));
+            let (week_sin, week_cos) = if shape.weekly {
+                let week = std::f64::consts::TAU * calendar::week_fraction(t);
+                (week.sin(), week.cos())
+            } else {
+                (0.0, 0.0)
+            };
+            features.extend([z, day.sin(), day.cos(), week_sin, week_cos].map(|f| f as f32));
         }
         Some(Window {
             end,
@@ -248,6 +261,7 @@ mod tests {
         window: 3,
         horizon_steps: 2,
         norm_points: 4,
+        weekly: true,
     };
 
     #[test]
@@ -260,8 +274,9 @@ mod tests {
         assert_eq!(choose_step(None, None, 3_600_000), 60_000);
         // 15 s scrapes and a 6 h horizon: 1,441 steps → raised to 45 s.
         assert_eq!(choose_step(None, Some(15_000), 21_600_000), 45_000);
-        let s = Shape::for_step(60_000, 1_800_000, 21_600_000);
-        assert_eq!((s.window, s.horizon_steps, s.norm_points), (30, 361, 1440));
+        let s = Shape::for_step(60_000, 1_800_000, 21_600_000, 7 * DAY_MS);
+        assert_eq!((s.window, s.horizon_steps, s.norm_points, s.weekly), (30, 361, 1440, false));
+        assert!(Shape::for_step(60_000, 1_800_000, 21_600_000, 28 * DAY_MS).weekly);
     }
 
     #[test]
