@@ -197,10 +197,10 @@ impl Config {
                 Ok(())
             }
         };
-        if let Some(url) = &self.upstream.url {
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(("upstream.url".into(), "scheme must be http or https".into()));
-            }
+        if let Some(url) = &self.upstream.url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Err(("upstream.url".into(), "scheme must be http or https".into()));
         }
         positive("upstream.timeout", self.upstream.timeout)?;
         if let Some(step) = self.defaults.step {

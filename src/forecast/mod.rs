@@ -142,15 +142,11 @@ pub fn evaluate(
         let fp = cache::fingerprint(&series.labels);
         let mut needed: BTreeMap<usize, Option<Arc<Anchor>>> = BTreeMap::new();
         for &t in times {
-            if needs_forecast {
-                if let Some(i) = grid.index(t.div_euclid(step) * step) {
-                    needed.insert(i, None);
-                }
+            if needs_forecast && let Some(i) = grid.index(t.div_euclid(step) * step) {
+                needed.insert(i, None);
             }
-            if needs_anomaly {
-                if let Some(i) = grid.index(before(t, step)) {
-                    needed.insert(i, None);
-                }
+            if needs_anomaly && let Some(i) = grid.index(before(t, step)) {
+                needed.insert(i, None);
             }
         }
         for (&i, slot) in needed.iter_mut() {
@@ -338,6 +334,26 @@ pub fn evaluation_times(start_ms: i64, end_ms: i64, step_ms: i64, max_points: us
     times
 }
 
+/// The typical spacing of the source's samples (median gap), if any series
+/// has two samples.
+pub fn source_spacing(source: &[SourceSeries]) -> Option<i64> {
+    let mut gaps: Vec<i64> = source
+        .iter()
+        .flat_map(|s| {
+            s.samples
+                .windows(2)
+                .map(|w| w[1].0 - w[0].0)
+                .filter(|g| *g > 0)
+                .take(2000)
+        })
+        .collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    let mid = gaps.len() / 2;
+    Some(*gaps.select_nth_unstable(mid).1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,24 +481,4 @@ mod tests {
         assert_eq!(latest_at(&[(0, 1.0)], 400, 300), None);
         assert_eq!(latest_at(&[(10, 1.0)], 5, 300), None);
     }
-}
-
-/// The typical spacing of the source's samples (median gap), if any series
-/// has two samples.
-pub fn source_spacing(source: &[SourceSeries]) -> Option<i64> {
-    let mut gaps: Vec<i64> = source
-        .iter()
-        .flat_map(|s| {
-            s.samples
-                .windows(2)
-                .map(|w| w[1].0 - w[0].0)
-                .filter(|g| *g > 0)
-                .take(2000)
-        })
-        .collect();
-    if gaps.is_empty() {
-        return None;
-    }
-    let mid = gaps.len() / 2;
-    Some(*gaps.select_nth_unstable(mid).1)
 }

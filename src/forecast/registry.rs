@@ -323,9 +323,24 @@ impl Registry {
         let horizons = self.config.horizons(family);
         let max_horizon = horizons.last().map_or(0, |h| h.as_millis_i64());
         let step = choose_step(configured_step, source_spacing(&history), max_horizon);
-        let first = history.iter().filter_map(|s| s.samples.first()).map(|s| s.0).min().unwrap_or(end);
-        let last = history.iter().filter_map(|s| s.samples.last()).map(|s| s.0).max().unwrap_or(end);
-        let shape = Shape::for_step(step, self.config.defaults.lookback.as_millis_i64(), max_horizon, last - first);
+        let first = history
+            .iter()
+            .filter_map(|s| s.samples.first())
+            .map(|s| s.0)
+            .min()
+            .unwrap_or(end);
+        let last = history
+            .iter()
+            .filter_map(|s| s.samples.last())
+            .map(|s| s.0)
+            .max()
+            .unwrap_or(end);
+        let shape = Shape::for_step(
+            step,
+            self.config.defaults.lookback.as_millis_i64(),
+            max_horizon,
+            last - first,
+        );
         let m = &self.config.model;
         let cfg = TrainConfig {
             hidden: m.hidden,

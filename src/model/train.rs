@@ -207,7 +207,12 @@ pub fn train(
         if !loss.is_finite() {
             return Err(TrainError::Diverged);
         }
-        tracing::debug!(epoch = epochs, validation_loss = loss, elapsed_s = started.elapsed().as_secs_f64(), "epoch done");
+        tracing::debug!(
+            epoch = epochs,
+            validation_loss = loss,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "epoch done"
+        );
         if best.as_ref().is_none_or(|(b, _)| loss < *b * (1.0 - 1e-4)) {
             best = Some((loss, candidate));
             since_best = 0;
@@ -321,18 +326,16 @@ fn evaluate(net: &LstmNet, set: &Batchable, spec: &NetSpec, device: &Device) -> 
         let (x, _, _, _) = set.batch(idx, spec, device);
         let pred: Vec<f32> = net.forward(x).into_data().try_to_vec().unwrap_or_default();
         for (row, &i) in idx.iter().enumerate() {
-            for step in 0..k {
-                let y = set.targets[i * k + step];
-                let Some(&p) = pred.get(row * k + step) else {
-                    continue;
-                };
+            let targets = &set.targets[i * k..(i + 1) * k];
+            let predicted = pred.get(row * k..(row + 1) * k).unwrap_or_default();
+            for ((residuals, &y), &p) in residuals.iter_mut().zip(targets).zip(predicted) {
                 if y.is_finite() {
                     let r = f64::from(y - p);
                     sq += r * r;
                     abs += r.abs();
                     naive += f64::from(y).abs();
                     n += 1;
-                    residuals[step].push(r);
+                    residuals.push(r);
                 }
             }
         }

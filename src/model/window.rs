@@ -275,7 +275,10 @@ mod tests {
         // 15 s scrapes and a 6 h horizon: 1,441 steps → raised to 45 s.
         assert_eq!(choose_step(None, Some(15_000), 21_600_000), 45_000);
         let s = Shape::for_step(60_000, 1_800_000, 21_600_000, 7 * DAY_MS);
-        assert_eq!((s.window, s.horizon_steps, s.norm_points, s.weekly), (30, 361, 1440, false));
+        assert_eq!(
+            (s.window, s.horizon_steps, s.norm_points, s.weekly),
+            (30, 361, 1440, false)
+        );
         assert!(Shape::for_step(60_000, 1_800_000, 21_600_000, 28 * DAY_MS).weekly);
     }
 

@@ -21,15 +21,15 @@ const DEFAULT_STEP_MS: i64 = 60_000;
 
 /// Handles one remote-read request.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
-    if let Some(encoding) = req.headers().get(CONTENT_ENCODING) {
-        if !encoding.as_bytes().eq_ignore_ascii_case(b"snappy") {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "unsupported Content-Encoding {encoding:?}: remote read bodies are snappy-compressed\n"
-                ),
-            );
-        }
+    if let Some(encoding) = req.headers().get(CONTENT_ENCODING)
+        && !encoding.as_bytes().eq_ignore_ascii_case(b"snappy")
+    {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Encoding {encoding:?}: remote read bodies are snappy-compressed\n"
+            ),
+        );
     }
     let body = match read_body(req.into_body(), MAX_DECODED_BYTES).await {
         Ok(b) => b,
