@@ -14,10 +14,10 @@ pub enum CodecError {
     Snappy(#[from] snap::Error),
     #[error("decompressed body would be {declared} bytes, over the {limit}-byte limit")]
     TooLarge { declared: usize, limit: usize },
-    #[error("body is not a valid protobuf {message}: {source}")]
+    #[error("body is not a valid protobuf {message}: {error}")]
     Protobuf {
         message: &'static str,
-        source: prost::DecodeError,
+        error: prost::DecodeError,
     },
 }
 
@@ -40,12 +40,12 @@ pub fn decode<M: Message + Default>(body: &[u8], limit: usize) -> Result<M, Code
         return Err(CodecError::TooLarge { declared, limit });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
-    M::decode(raw.as_slice()).map_err(|source| CodecError::Protobuf {
+    M::decode(raw.as_slice()).map_err(|error| CodecError::Protobuf {
         message: std::any::type_name::<M>()
             .rsplit("::")
             .next()
             .unwrap_or("message"),
-        source,
+        error,
     })
 }
 

@@ -139,15 +139,12 @@ pub struct SeriesConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
     Parse {
         path: String,
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     #[error("{path}: field `{field}`: {reason}")]
     Invalid {
@@ -161,9 +158,9 @@ impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -174,9 +171,9 @@ impl Config {
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
                 path: origin.to_owned(),
-                source,
+                error,
             })?
         };
         config

@@ -38,11 +38,11 @@ pub struct Matcher {
 /// Why a matcher or selector could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MatcherError {
-    #[error("invalid regex {pattern:?} for label {label:?}: {source}")]
+    #[error("invalid regex {pattern:?} for label {label:?}: {error}")]
     Regex {
         label: String,
         pattern: String,
-        source: Box<regex::Error>,
+        error: Box<regex::Error>,
     },
     #[error("unknown matcher type {0}")]
     UnknownType(i32),
@@ -65,7 +65,7 @@ impl Matcher {
             Regex::new(&format!("^(?:{pattern})$")).map_err(|e| MatcherError::Regex {
                 label: name.to_owned(),
                 pattern: pattern.to_owned(),
-                source: Box::new(e),
+                error: Box::new(e),
             })
         };
         let op = match op {

@@ -85,7 +85,6 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "promcast failed");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

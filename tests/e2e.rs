@@ -600,7 +600,25 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
         "a non-synthetic selector gets no series: {answer:?}"
     );
 
-    // The rejections are visible in promcast's own metrics.
+    // A synthetic selector needs the upstream, which is down: a 5xx with the
+    // reason (Prometheus shows it as a query warning), and the server lives on.
+    let (status, body) = post_read(&client, &base, valid_snappy.clone())
+        .await
+        .unwrap_or_else(|e| panic!("synthetic read failed: {e}{}", log_section(&promcast)));
+    let reason = String::from_utf8_lossy(&body).to_string();
+    assert!(
+        (500..600).contains(&status) && reason.contains("upstream"),
+        "a synthetic read with the upstream down must fail with a reason, got {status} {reason:?}{}",
+        log_section(&promcast)
+    );
+    assert_eq!(
+        get_status(&client, &format!("{base}/-/healthy")).await,
+        Some(200),
+        "promcast must stay healthy while its upstream is down{}",
+        log_section(&promcast)
+    );
+
+    // The rejections and the upstream failure are visible in promcast's own metrics.
     let (status, metrics) = get_text(&client, &format!("{base}/metrics"))
         .await
         .unwrap_or_else(|e| panic!("GET /metrics failed: {e}{}", log_section(&promcast)));
@@ -610,6 +628,12 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
         rejected >= 4.0,
         "promcast_http_requests_total{{code=\"400\"}} must count the rejected reads, got \
          {rejected}:\n{metrics}"
+    );
+    let upstream_errors = metric_sum(&metrics, "promcast_upstream_errors_total", &[]);
+    assert!(
+        upstream_errors >= 1.0,
+        "promcast_upstream_errors_total must count the failed upstream read, got \
+         {upstream_errors}:\n{metrics}"
     );
 }
 

@@ -61,15 +61,15 @@ pub struct StoredModel {
 /// Why a model could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: invalid metadata: {source}")]
+    #[error("{path}: invalid metadata: {error}")]
     Meta {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path}: unsupported model format {found} (this promcast reads {FORMAT})")]
     Format { path: PathBuf, found: u32 },
@@ -80,9 +80,9 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -128,9 +128,9 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
     meta.weights = weights_name;
     meta.sha256 = sha256_hex(&bytes);
     let meta_file = meta_path(dir, &meta.family);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|source| StoreError::Meta {
+    let json = serde_json::to_vec_pretty(&meta).map_err(|error| StoreError::Meta {
         path: meta_file.clone(),
-        source,
+        error,
     })?;
     write_atomic(&meta_file, &json)?;
     if let Some(old) = previous.filter(|old| old.weights != meta.weights) {
@@ -144,9 +144,9 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
 pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
     let path = meta_path(dir, family);
     let text = fs::read(&path).map_err(io(&path))?;
-    let meta: ModelMeta = serde_json::from_slice(&text).map_err(|source| StoreError::Meta {
+    let meta: ModelMeta = serde_json::from_slice(&text).map_err(|error| StoreError::Meta {
         path: path.clone(),
-        source,
+        error,
     })?;
     if meta.format != FORMAT {
         return Err(StoreError::Format {

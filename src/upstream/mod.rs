@@ -35,8 +35,8 @@ pub struct FamilySource<'a> {
 /// A failed upstream read.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("upstream request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    #[error("upstream request failed: {}", with_causes(.0))]
+    Http(reqwest::Error),
     #[error("upstream answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
     #[error("upstream answer could not be decoded: {0}")]
@@ -45,6 +45,25 @@ pub enum UpstreamError {
     Query(String),
     #[error("refusing to ask the upstream for synthetic series {0:?}")]
     Synthetic(String),
+}
+
+impl From<reqwest::Error> for UpstreamError {
+    fn from(e: reqwest::Error) -> Self {
+        UpstreamError::Http(e)
+    }
+}
+
+/// An error's message followed by its causes: reqwest keeps the useful
+/// part ("connection refused") in the source chain.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl UpstreamError {
