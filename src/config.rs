@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::duration::PromDuration;
+use crate::model::train::TrainConfig;
 use crate::series::{is_metric_name, is_synthetic};
 
 /// The whole configuration file.
@@ -18,7 +19,7 @@ pub struct Config {
     /// Defaults for every family.
     pub defaults: Defaults,
     /// The LSTM and its training.
-    pub model: ModelConfig,
+    pub model: TrainConfig,
     /// Families configured by name (and optionally a PromQL expression).
     pub series: Vec<SeriesConfig>,
 }
@@ -73,46 +74,6 @@ impl Default for Defaults {
             lookback: PromDuration::from_secs(30 * 60),
             train_window: PromDuration::from_secs(7 * 86_400),
             retrain_interval: PromDuration::from_secs(86_400),
-        }
-    }
-}
-
-/// Network size and training budget.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// LSTM hidden units per layer.
-    pub hidden: usize,
-    /// Stacked LSTM layers.
-    pub layers: usize,
-    /// Upper bound on training epochs (early stopping usually ends sooner).
-    pub max_epochs: usize,
-    /// Epochs without validation improvement before training stops.
-    pub patience: usize,
-    /// Windows per optimisation step.
-    pub batch_size: usize,
-    /// Training windows sampled per epoch (bounds the cost of long histories).
-    pub windows_per_epoch: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Wall-clock budget of one training run.
-    pub max_training_time: PromDuration,
-    /// Central coverage of `predicted_lower_`/`predicted_upper_`.
-    pub interval_coverage: f64,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            hidden: 50,
-            layers: 2,
-            max_epochs: 30,
-            patience: 6,
-            batch_size: 128,
-            windows_per_epoch: 4096,
-            learning_rate: 2e-3,
-            max_training_time: PromDuration::from_secs(300),
-            interval_coverage: 0.9,
         }
     }
 }

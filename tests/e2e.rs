@@ -75,7 +75,7 @@ defaults:
   horizons: [15m, 1h, 6h]
   train_window: 7d
 model:
-  max_epochs: 12
+  max_epochs: 20
   max_training_time: 3m
 ";
 

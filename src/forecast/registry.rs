@@ -16,7 +16,7 @@ use super::{Baseline, Cache, Predictor, ServedModel, source_spacing};
 use crate::calendar::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::model::store::{self, ModelMeta};
-use crate::model::train::{TrainConfig, train};
+use crate::model::train::train;
 use crate::model::window::choose_step;
 use crate::model::{Grid, Shape};
 use crate::telemetry::Metrics;
@@ -341,19 +341,8 @@ impl Registry {
             max_horizon,
             last - first,
         );
-        let m = &self.config.model;
-        let cfg = TrainConfig {
-            hidden: m.hidden,
-            layers: m.layers,
-            max_epochs: m.max_epochs,
-            patience: m.patience,
-            batch_size: m.batch_size,
-            windows_per_epoch: m.windows_per_epoch,
-            learning_rate: m.learning_rate,
-            max_time: m.max_training_time.to_std(),
-            interval_coverage: m.interval_coverage,
-            seed: seed_for(family),
-        };
+        let cfg = self.config.model.clone();
+        let seed = seed_for(family);
         let version = self
             .lock()
             .get(family)
@@ -380,7 +369,7 @@ impl Registry {
                     )
                 })
                 .collect();
-            let trained = train(&grids, shape, &cfg, &device)?;
+            let trained = train(&grids, shape, &cfg, seed, &device)?;
             let meta = ModelMeta {
                 format: 0,
                 family,

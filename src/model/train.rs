@@ -3,7 +3,7 @@
 //! the validation loss, and the residual statistics that calibrate the
 //! prediction interval and the anomaly score.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{LstmNet, NetSpec};
 use super::window::{FEATURES, Grid, Shape, Window};
+use crate::duration::PromDuration;
 
 /// Share of the history held out (the most recent part) for validation.
 const VALIDATION_SHARE: f64 = 0.2;
@@ -31,29 +32,45 @@ const EVAL_BATCH: usize = 512;
 /// standard deviation for Gaussian data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
-/// Network size and optimisation budget of one run.
-#[derive(Debug, Clone)]
+/// Network size and training budget: the `model:` section of the
+/// configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// LSTM hidden units.
+    /// LSTM hidden units per layer.
     pub hidden: usize,
-    /// LSTM layers.
+    /// Stacked LSTM layers.
     pub layers: usize,
-    /// Most epochs.
+    /// Upper bound on training epochs (early stopping usually ends sooner).
     pub max_epochs: usize,
-    /// Epochs without improvement before stopping.
+    /// Epochs without validation improvement before training stops.
     pub patience: usize,
     /// Windows per optimisation step.
     pub batch_size: usize,
-    /// Windows sampled per epoch.
+    /// Training windows sampled per epoch (bounds the cost of long histories).
     pub windows_per_epoch: usize,
     /// Adam learning rate.
     pub learning_rate: f64,
-    /// Wall-clock budget.
-    pub max_time: Duration,
-    /// Central coverage of the prediction interval.
+    /// Wall-clock budget of one training run.
+    pub max_training_time: PromDuration,
+    /// Central coverage of `predicted_lower_`/`predicted_upper_`.
     pub interval_coverage: f64,
-    /// Seed for initialisation and sampling, so runs are reproducible.
-    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 50,
+            layers: 2,
+            max_epochs: 30,
+            patience: 6,
+            batch_size: 128,
+            windows_per_epoch: 4096,
+            learning_rate: 2e-3,
+            max_training_time: PromDuration::from_secs(300),
+            interval_coverage: 0.9,
+        }
+    }
 }
 
 /// What a run measured, saved with the model.
@@ -158,15 +175,17 @@ impl Batchable {
     }
 }
 
-/// Trains a network on the windows of `grids` (one grid per series).
+/// Trains a network on the windows of `grids` (one grid per series);
+/// `seed` drives initialisation and sampling, so runs are reproducible.
 pub fn train(
     grids: &[Grid],
     shape: Shape,
     cfg: &TrainConfig,
+    seed: u64,
     device: &Device,
 ) -> Result<Trained, TrainError> {
     let started = Instant::now();
-    let mut rng = SmallRng::seed_from_u64(cfg.seed);
+    let mut rng = SmallRng::seed_from_u64(seed);
     let (train_set, val_set) = split_windows(grids, shape, cfg, &mut rng);
     if train_set.len < MIN_TRAIN_WINDOWS || val_set.len < MIN_VALIDATION_WINDOWS {
         return Err(TrainError::NotEnoughData {
@@ -181,7 +200,7 @@ pub fn train(
         layers: cfg.layers,
         outputs: shape.horizon_steps,
     };
-    device.seed(cfg.seed);
+    device.seed(seed);
     let train_device = device.clone().autodiff();
     let mut net = LstmNet::new(spec, &train_device);
     let mut optim = AdamConfig::new().init();
@@ -219,7 +238,7 @@ pub fn train(
         } else {
             since_best += 1;
         }
-        if since_best >= cfg.patience || started.elapsed() > cfg.max_time {
+        if since_best >= cfg.patience || started.elapsed() > cfg.max_training_time.to_std() {
             break;
         }
     }
@@ -402,11 +421,10 @@ mod tests {
             batch_size: 32,
             windows_per_epoch: 256,
             learning_rate: 1e-2,
-            max_time: Duration::from_secs(120),
+            max_training_time: PromDuration::from_secs(120),
             interval_coverage: 0.9,
-            seed: 7,
         };
-        let trained = train(&[grid], shape, &cfg, &Device::flex()).unwrap();
+        let trained = train(&[grid], shape, &cfg, 7, &Device::flex()).unwrap();
         let r = &trained.report;
         assert!(r.validation_mae < r.naive_mae * 0.8, "{r:?}");
         assert_eq!(r.residual_lo.len(), 12);
@@ -435,12 +453,11 @@ mod tests {
             batch_size: 4,
             windows_per_epoch: 4,
             learning_rate: 1e-3,
-            max_time: Duration::from_secs(10),
+            max_training_time: PromDuration::from_secs(10),
             interval_coverage: 0.9,
-            seed: 1,
         };
         assert!(matches!(
-            train(&[grid], shape, &cfg, &Device::flex()),
+            train(&[grid], shape, &cfg, 1, &Device::flex()),
             Err(TrainError::NotEnoughData { .. })
         ));
     }
