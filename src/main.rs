@@ -150,8 +150,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Marks promcast ready once the upstream answers, then starts training the
-/// configured families (and the demo's) so their models are ready early.
+/// Marks promcast ready once the upstream answers. With the embedded demo
+/// it also starts training the demo families, so that a first look shows
+/// LSTM forecasts within minutes; every other family trains on first use.
 fn spawn_readiness(state: Arc<AppState>) {
     tokio::spawn(async move {
         loop {
@@ -163,14 +164,7 @@ fn spawn_readiness(state: Arc<AppState>) {
         }
         state.ready.store(true, Ordering::Relaxed);
         tracing::info!("upstream answered: ready");
-        let eager: Vec<String> = state
-            .config
-            .series
-            .iter()
-            .map(|s| s.name.clone())
-            .chain(state.upstream.builtin_families())
-            .collect();
-        for family in eager {
+        for family in state.upstream.builtin_families() {
             state.registry.ensure_trained(&family);
         }
     });

@@ -40,6 +40,8 @@ const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 const METRIC: &str = "e2e_cpu_usage_percent";
 const PREDICTED: &str = "predicted_e2e_cpu_usage_percent";
 const ANOMALY: &str = "anomaly_score_e2e_cpu_usage_percent";
+/// A family configured with a PromQL expression (read through query_range).
+const EXPR_PREDICTED: &str = "predicted_e2e_cpu_smoothed";
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3600;
@@ -74,6 +76,9 @@ const PROMCAST_CONFIG: &str = "\
 defaults:
   horizons: [15m, 1h, 6h]
   train_window: 7d
+series:
+  - name: e2e_cpu_smoothed
+    expr: avg_over_time(e2e_cpu_usage_percent[5m])
 model:
   max_epochs: 20
   max_training_time: 3m
@@ -164,6 +169,9 @@ async fn forecasts_anomalies_and_restart_through_real_prometheus() {
 
     // 9. Anomaly scores: the spike is anomalous, ordinary data is not.
     check_anomaly_scores(&mut h, &history).await;
+
+    // 9b. A family defined by a PromQL expression is read through query_range.
+    check_expression_family(&mut h, end).await;
 
     // 10. Plain queries are untouched by promcast; promcast is scraped.
     let after_instant = h.instant(METRIC, t0).await.series;
@@ -423,6 +431,41 @@ async fn check_anomaly_scores(h: &mut Harness, history: &History) {
         share * 100.0,
         h.diag()
     );
+}
+
+/// Step 9b: a configured expression family answers with the expression's
+/// label sets (no `__name__` of its own) and values on its scale.
+async fn check_expression_family(h: &mut Harness, end: i64) {
+    let query = format!("{EXPR_PREDICTED}{{horizon=\"15m\"}}");
+    let answer = h.instant(&query, end).await;
+    h.assert_no_warnings(&query, &answer);
+    assert_eq!(
+        answer.series.len(),
+        3,
+        "{query} must give one series per expression result: {:?}{}",
+        answer.series,
+        h.diag()
+    );
+    for series in &answer.series {
+        let instance = series.label("instance").to_owned();
+        assert_eq!(
+            series.labels,
+            labels(&[
+                ("__name__", EXPR_PREDICTED),
+                ("horizon", "15m"),
+                ("instance", &instance),
+                ("job", "node")
+            ]),
+            "labels of {query}{}",
+            h.diag()
+        );
+        let value = series.single_value();
+        assert!(
+            (20.0..=80.0).contains(&value),
+            "{query}: {value} is off the source's 30..70 range{}",
+            h.diag()
+        );
+    }
 }
 
 /// Step 11: restart promcast with the same model directory.

@@ -34,7 +34,7 @@ const DEFAULT_EXPR_STEP_MS: i64 = 60_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// Known, not trained yet; the baseline answers.
+    /// Known, not trained yet (perhaps queued); the baseline answers.
     Pending,
     /// First training under way; the baseline answers.
     Training,
@@ -60,7 +60,10 @@ impl State {
 #[derive(Default)]
 struct Entry {
     model: Option<Arc<ServedModel>>,
-    training: bool,
+    /// A training task exists (running or waiting for its turn).
+    scheduled: bool,
+    /// A training run is under way.
+    running: bool,
     error: Option<String>,
     failures: u32,
     retry_at_ms: i64,
@@ -68,7 +71,7 @@ struct Entry {
 
 impl Entry {
     fn state(&self) -> State {
-        match (&self.model, self.training, &self.error) {
+        match (&self.model, self.running, &self.error) {
             (Some(_), _, _) => State::Ready,
             (None, true, _) => State::Training,
             (None, false, Some(_)) => State::Failed,
@@ -108,6 +111,8 @@ pub struct ModelStatus {
     pub training_seconds: Option<f64>,
     /// Whether a (re)training run is under way.
     pub training: bool,
+    /// Whether a training run waits for its turn (one runs at a time).
+    pub queued: bool,
     /// The last training error.
     pub error: Option<String>,
 }
@@ -210,9 +215,9 @@ impl Registry {
         let start = {
             let mut entries = self.lock();
             let entry = entries.entry(family.to_owned()).or_default();
-            let due = entry.model.is_none() && !entry.training && now_ms() >= entry.retry_at_ms;
+            let due = entry.model.is_none() && !entry.scheduled && now_ms() >= entry.retry_at_ms;
             if due {
-                entry.training = true;
+                entry.scheduled = true;
             }
             due
         };
@@ -242,7 +247,7 @@ impl Registry {
                     entries
                         .iter_mut()
                         .filter(|(_, e)| {
-                            !e.training
+                            !e.scheduled
                                 && now >= e.retry_at_ms
                                 && match &e.model {
                                     Some(m) => now - m.meta.trained_at_ms >= interval,
@@ -250,7 +255,7 @@ impl Registry {
                                 }
                         })
                         .map(|(f, e)| {
-                            e.training = true;
+                            e.scheduled = true;
                             f.clone()
                         })
                         .collect()
@@ -266,6 +271,7 @@ impl Registry {
         let Ok(_permit) = self.training.acquire().await else {
             return;
         };
+        self.lock().entry(family.clone()).or_default().running = true;
         self.update_gauges();
         tracing::info!(family, "training started");
         let started = std::time::Instant::now();
@@ -275,7 +281,8 @@ impl Registry {
         {
             let mut entries = self.lock();
             let entry = entries.entry(family.clone()).or_default();
-            entry.training = false;
+            entry.scheduled = false;
+            entry.running = false;
             match result {
                 Ok(model) => {
                     tracing::info!(
@@ -438,7 +445,8 @@ impl Registry {
                     series: meta.map(|m| m.series),
                     epochs: meta.map(|m| m.report.epochs),
                     training_seconds: meta.map(|m| m.report.seconds),
-                    training: e.training,
+                    training: e.running,
+                    queued: e.scheduled && !e.running,
                     error: e.error.clone(),
                 }
             })
