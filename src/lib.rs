@@ -9,6 +9,7 @@
 //! [`model`]) and encodes the answer.
 
 pub mod calendar;
+pub mod chunks;
 pub mod codec;
 pub mod config;
 pub mod duration;

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use promcast::prompb;
+use promcast::{chunks, prompb};
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,6 +69,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(150);
 /// generated enum module is named.
 const MATCH_EQ: i32 = 0;
 const MATCH_RE: i32 = 2;
+/// `ReadRequest.ResponseType` values.
+const SAMPLES: i32 = 0;
+const STREAMED: i32 = 1;
 
 /// promcast's configuration for both tests: the three default horizons and a
 /// small training budget so the test finishes in minutes.
@@ -135,6 +138,10 @@ async fn forecasts_anomalies_and_restart_through_real_prometheus() {
         h.diag()
     );
 
+    // 3b. Prometheus's own XOR chunks decode to its samples, and promcast's
+    //     encoder reproduces them byte for byte.
+    check_prometheus_chunks_match_our_codec(&h, end).await;
+
     // 4. Start promcast against that Prometheus.
     h.start_promcast();
     h.wait_promcast_up().await;
@@ -195,6 +202,38 @@ async fn forecasts_anomalies_and_restart_through_real_prometheus() {
 
     // 11. A restart reloads the persisted model instead of retraining.
     check_restart_reuses_model(&mut h, &model, end).await;
+}
+
+/// Step 3b: the reference check of the chunk codec against a real
+/// Prometheus, whose `/api/v1/read` answers `STREAMED_XOR_CHUNKS` itself.
+async fn check_prometheus_chunks_match_our_codec(h: &Harness, end: i64) {
+    let query = |types: Vec<i32>| prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: (end - 6 * HOUR) * 1000,
+            end_timestamp_ms: end * 1000,
+            matchers: vec![matcher(MATCH_EQ, "__name__", METRIC)],
+            ..Default::default()
+        }],
+        accepted_response_types: types,
+    };
+    let client = http_client();
+    let prom = h.prom_url();
+    let (status, _, body) = post_read_typed(&client, &prom, &query(vec![SAMPLES])).await;
+    assert_eq!(status, 200, "SAMPLES read from Prometheus{}", h.diag());
+    let samples = decode_samples_answer(&body);
+    let (status, content_type, body) =
+        post_read_typed(&client, &prom, &query(vec![STREAMED, SAMPLES])).await;
+    assert_eq!(status, 200, "STREAMED read from Prometheus{}", h.diag());
+    assert!(
+        content_type.starts_with("application/x-streamed-protobuf"),
+        "{content_type}"
+    );
+    let streamed = decode_streamed_answer(&body, true);
+    assert_eq!(streamed.len(), 3, "three series streamed by Prometheus");
+    assert_eq!(
+        streamed, samples,
+        "Prometheus's chunks must decode to the same samples as its SAMPLES answer"
+    );
 }
 
 /// Step 5: instant queries of the forecast series through Prometheus.
@@ -531,7 +570,7 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
     while upstream_port == port {
         upstream_port = free_port();
     }
-    let mut promcast = spawn_promcast(dir, port, upstream_port, &dir.join("promcast.log"));
+    let mut promcast = spawn_promcast(dir, port, Some(upstream_port), &dir.join("promcast.log"));
     let client = http_client();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&client, &base, &mut promcast).await;
@@ -678,6 +717,175 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
         "promcast_upstream_errors_total must count the failed upstream read, got \
          {upstream_errors}:\n{metrics}"
     );
+}
+
+/// promcast's STREAMED_XOR_CHUNKS answer (chosen because the client lists it
+/// first) carries exactly the samples of its SAMPLES answer, one series per
+/// frame. Served from the embedded demo: no upstream needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_chunks_carry_the_samples_answer() {
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path();
+    let port = free_port();
+    let mut promcast = spawn_promcast(dir, port, None, &dir.join("promcast.log"));
+    let client = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base, &mut promcast).await;
+
+    let end = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        / 60
+        * 60_000;
+    let query = |name: &str, types: Vec<i32>| prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: end as i64 - 6 * HOUR * 1000,
+            end_timestamp_ms: end as i64,
+            matchers: vec![matcher(MATCH_EQ, "__name__", name)],
+            hints: Some(prompb::ReadHints {
+                step_ms: 60_000,
+                ..Default::default()
+            }),
+        }],
+        accepted_response_types: types,
+    };
+    let name = "predicted_demo_cpu_usage_percent";
+    // The demo trains in the background: retry if its model switched from the
+    // baseline to the LSTM between the reads being compared.
+    let mut compared = false;
+    for _ in 0..3 {
+        let (_, _, first) = post_read_typed(&client, &base, &query(name, vec![SAMPLES])).await;
+        let (status, content_type, streamed) =
+            post_read_typed(&client, &base, &query(name, vec![STREAMED, SAMPLES])).await;
+        let (_, _, last) = post_read_typed(&client, &base, &query(name, vec![SAMPLES])).await;
+        assert_eq!(status, 200, "streamed read{}", log_section(&promcast));
+        assert_eq!(
+            content_type,
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+        );
+        let (first, last) = (decode_samples_answer(&first), decode_samples_answer(&last));
+        if first != last {
+            continue;
+        }
+        let streamed = decode_streamed_answer(&streamed, false);
+        assert_eq!(streamed.len(), 9, "3 instances × 3 horizons");
+        assert!(
+            streamed.values().all(|s| s.len() == 361),
+            "a sample per minute for 6 h"
+        );
+        assert_eq!(streamed, first, "streamed and SAMPLES answers must agree");
+        compared = true;
+        break;
+    }
+    assert!(
+        compared,
+        "the demo's predictor kept changing{}",
+        log_section(&promcast)
+    );
+
+    // A non-synthetic selector streams nothing at all: no empty frames.
+    let (status, _, body) = post_read_typed(&client, &base, &query("up", vec![STREAMED])).await;
+    assert_eq!((status, body.len()), (200, 0));
+}
+
+/// Samples (time, value bits) of each series, keyed by its sorted labels.
+type SeriesSamples = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
+/// Samples of each series of a SAMPLES answer, keyed by labels.
+fn decode_samples_answer(body: &[u8]) -> SeriesSamples {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .expect("SAMPLES answer is snappy");
+    let answer = prompb::ReadResponse::decode(raw.as_slice()).expect("ReadResponse");
+    answer
+        .results
+        .into_iter()
+        .flat_map(|r| r.timeseries)
+        .map(|ts| {
+            (
+                ts.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                ts.samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Samples of each series of a STREAMED_XOR_CHUNKS answer, checking the
+/// framing rules on the way: one non-empty series per frame, at most 120
+/// samples per chunk, chunk bounds equal to its samples' times, sorted
+/// labels, no label set twice. With `reencode`, promcast's encoder must
+/// reproduce every chunk's bytes exactly.
+fn decode_streamed_answer(body: &[u8], reencode: bool) -> SeriesSamples {
+    let frames = chunks::read_frames(body, 50_000_000).expect("valid frames");
+    let mut out = BTreeMap::new();
+    for frame in frames {
+        assert_eq!(frame.query_index, 0);
+        assert_eq!(frame.chunked_series.len(), 1, "one series per frame");
+        let series = &frame.chunked_series[0];
+        let labels: Vec<(String, String)> = series
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        assert!(
+            labels.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted labels: {labels:?}"
+        );
+        assert!(!series.chunks.is_empty(), "no empty series");
+        let mut samples = Vec::new();
+        for chunk in &series.chunks {
+            let decoded = chunks::decode_xor(&chunk.data).expect("valid XOR chunk");
+            assert!(!decoded.is_empty() && decoded.len() <= chunks::MAX_SAMPLES_PER_CHUNK);
+            assert_eq!(chunk.min_time_ms, decoded[0].0);
+            assert_eq!(chunk.max_time_ms, decoded[decoded.len() - 1].0);
+            if reencode {
+                assert_eq!(
+                    chunks::encode_xor(&decoded).expect("encodable samples"),
+                    chunk.data,
+                    "promcast's XOR encoding differs from Prometheus's"
+                );
+            }
+            samples.extend(decoded.iter().map(|(t, v)| (*t, v.to_bits())));
+        }
+        assert!(
+            out.insert(labels.clone(), samples).is_none(),
+            "label set {labels:?} sent twice"
+        );
+    }
+    out
+}
+
+/// POSTs a remote-read request; returns status, content type and body.
+async fn post_read_typed(
+    client: &reqwest::Client,
+    base: &str,
+    request: &prompb::ReadRequest,
+) -> (u16, String, Vec<u8>) {
+    let response = client
+        .post(format!("{base}/api/v1/read"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(snappy(&request.encode_to_vec()))
+        .send()
+        .await
+        .expect("remote read request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        status,
+        content_type,
+        response.bytes().await.expect("body").to_vec(),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -888,7 +1096,7 @@ impl Harness {
         self.promcast = Some(spawn_promcast(
             &self.dir,
             self.promcast_port,
-            self.prom_port,
+            Some(self.prom_port),
             &log,
         ));
     }
@@ -1081,7 +1289,9 @@ impl Harness {
 }
 
 /// Starts the promcast binary built by cargo for this test, output to `log`.
-fn spawn_promcast(dir: &Path, port: u16, upstream_port: u16, log: &Path) -> ChildGuard {
+/// Starts promcast on `port`, reading from the upstream on `upstream_port`,
+/// or from its embedded demo when that is `None`.
+fn spawn_promcast(dir: &Path, port: u16, upstream_port: Option<u16>, log: &Path) -> ChildGuard {
     let config = dir.join("promcast.yml");
     fs::write(&config, PROMCAST_CONFIG).expect("write promcast config");
     let models = dir.join("models");
@@ -1089,9 +1299,11 @@ fn spawn_promcast(dir: &Path, port: u16, upstream_port: u16, log: &Path) -> Chil
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_promcast"));
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--upstream.url=http://127.0.0.1:{upstream_port}"))
         .arg(format!("--model.dir={}", models.display()))
         .arg("--log.level=info");
+    if let Some(upstream_port) = upstream_port {
+        cmd.arg(format!("--upstream.url=http://127.0.0.1:{upstream_port}"));
+    }
     ChildGuard::spawn("promcast", cmd, log)
 }
 

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use crate::chunks;
 use crate::codec::{self, CodecError, MAX_DECODED_BYTES};
 use crate::forecast::{LOOKBACK_MS, SyntheticSeries, evaluation_times};
 use crate::labels::Matcher;
@@ -42,28 +43,70 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    if let Err(reason) = negotiate(&request.accepted_response_types) {
-        return text(StatusCode::BAD_REQUEST, reason);
-    }
-    let mut results = Vec::with_capacity(request.queries.len());
+    let response_type = match negotiate(&request.accepted_response_types) {
+        Ok(t) => t,
+        Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
+    };
+    let mut answers = Vec::with_capacity(request.queries.len());
     for (i, q) in request.queries.iter().enumerate() {
         match answer(state, q).await {
-            Ok(series) => results.push(prompb::QueryResult {
-                timeseries: series.into_iter().map(to_proto).collect(),
-            }),
+            Ok(series) => answers.push(series),
             Err((status, reason)) => return text(status, format!("query {i}: {reason}\n")),
         }
     }
-    let mut response = Response::new(Full::new(Bytes::from(codec::encode(
-        &prompb::ReadResponse { results },
-    ))));
+    let (body, content_type, encoding) = match response_type {
+        ResponseType::Samples => (
+            encode_samples(answers),
+            SAMPLES_CONTENT_TYPE,
+            Some("snappy"),
+        ),
+        ResponseType::StreamedXorChunks => (encode_streamed(answers), STREAMED_CONTENT_TYPE, None),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-protobuf"),
-    );
-    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(encoding) = encoding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
     response
+}
+
+const SAMPLES_CONTENT_TYPE: &str = "application/x-protobuf";
+const STREAMED_CONTENT_TYPE: &str =
+    "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+
+/// One snappy-compressed `ReadResponse` with a result per query.
+fn encode_samples(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
+    let results = answers
+        .into_iter()
+        .map(|series| prompb::QueryResult {
+            timeseries: series.into_iter().map(to_proto).collect(),
+        })
+        .collect();
+    codec::encode(&prompb::ReadResponse { results })
+}
+
+/// Length- and CRC-framed `ChunkedReadResponse`s: exactly one non-empty
+/// series per frame, because Prometheus's client reads the first series of
+/// every frame without checking that there is one.
+fn encode_streamed(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (query_index, series) in answers.into_iter().enumerate() {
+        for s in series.into_iter().filter(|s| !s.samples.is_empty()) {
+            let chunks = chunks::chunk_series(&s.samples);
+            let labels = to_proto(SyntheticSeries {
+                labels: s.labels,
+                samples: Vec::new(),
+            })
+            .labels;
+            let frame = prompb::ChunkedReadResponse {
+                chunked_series: vec![prompb::ChunkedSeries { labels, chunks }],
+                query_index: query_index as i64,
+            };
+            chunks::write_frame(&mut out, &frame);
+        }
+    }
+    out
 }
 
 /// Picks the first response type in the client's list that promcast
@@ -74,11 +117,8 @@ fn negotiate(accepted: &[i32]) -> Result<ResponseType, String> {
     }
     accepted
         .iter()
-        .find_map(|t| match ResponseType::try_from(*t) {
-            Ok(ResponseType::Samples) => Some(ResponseType::Samples),
-            _ => None,
-        })
-        .ok_or_else(|| format!("none of the accepted response types {accepted:?} is supported (promcast answers SAMPLES)\n"))
+        .find_map(|t| ResponseType::try_from(*t).ok())
+        .ok_or_else(|| format!("none of the accepted response types {accepted:?} is supported (promcast answers SAMPLES and STREAMED_XOR_CHUNKS)\n"))
 }
 
 async fn answer(
@@ -154,15 +194,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negotiation_prefers_the_clients_order_among_supported_types() {
+    fn negotiation_takes_the_clients_first_supported_type() {
         let streamed = ResponseType::StreamedXorChunks as i32;
         let samples = ResponseType::Samples as i32;
         assert_eq!(negotiate(&[]).unwrap(), ResponseType::Samples);
         assert_eq!(
             negotiate(&[streamed, samples]).unwrap(),
+            ResponseType::StreamedXorChunks
+        );
+        assert_eq!(
+            negotiate(&[samples, streamed]).unwrap(),
             ResponseType::Samples
         );
-        assert!(negotiate(&[streamed]).is_err());
+        assert_eq!(negotiate(&[7, samples]).unwrap(), ResponseType::Samples);
+        assert!(negotiate(&[7]).is_err());
     }
 
     #[test]
