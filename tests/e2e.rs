@@ -239,15 +239,7 @@ async fn check_prometheus_chunks_match_our_codec(h: &Harness, end: i64) {
 /// Step 5: instant queries of the forecast series through Prometheus.
 async fn check_instant_forecasts(h: &mut Harness, end: i64) {
     let query = format!("{PREDICTED}{{horizon=\"1h\"}}");
-    let answer = h.instant(&query, end).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        3,
-        "{query} must give one series per source series: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    let answer = h.instant_series(&query, end, 3).await;
     let mut instances: Vec<&str> = Vec::new();
     for series in &answer.series {
         let instance = series.label("instance");
@@ -322,15 +314,7 @@ async fn check_instant_forecasts(h: &mut Harness, end: i64) {
 async fn check_range_forecast_has_every_step(h: &mut Harness, end: i64) {
     let query = format!("{PREDICTED}{{horizon=\"1h\",instance=\"a\"}}");
     let start = end - 6 * HOUR;
-    let answer = h.range(&query, start, end, MINUTE).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        1,
-        "{query}: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    let answer = h.range_series(&query, start, end, MINUTE, 1).await;
     let expected: Vec<i64> = (0..=360).map(|k| (start + k * MINUTE) * 1000).collect();
     let got: Vec<i64> = answer.series[0].points.iter().map(|p| p.0).collect();
     assert_eq!(
@@ -370,15 +354,7 @@ async fn check_lstm_beats_flat_forecast(h: &mut Harness, end: i64) {
         ("6h", 6 * HOUR, end - 30 * HOUR, end - 6 * HOUR),
     ] {
         let query = format!("{PREDICTED}{{horizon=\"{horizon}\"}}");
-        let predicted = h.range(&query, from, to, step).await;
-        h.assert_no_warnings(&query, &predicted);
-        assert_eq!(
-            predicted.series.len(),
-            3,
-            "{query}: {:?}{}",
-            predicted.series,
-            h.diag()
-        );
+        let predicted = h.range_series(&query, from, to, step, 3).await;
 
         let (mut lstm_sum, mut flat_sum, mut pairs) = (0.0, 0.0, 0usize);
         for series in &predicted.series {
@@ -416,15 +392,7 @@ async fn check_lstm_beats_flat_forecast(h: &mut Harness, end: i64) {
 /// Step 9: the injected spike scores > 1; ordinary data mostly scores < 1.
 async fn check_anomaly_scores(h: &mut Harness, history: &History) {
     let query = format!("{ANOMALY}{{instance=\"b\"}}");
-    let answer = h.instant(&query, history.spike_ts).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        1,
-        "{query}: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    let answer = h.instant_series(&query, history.spike_ts, 1).await;
     assert_eq!(
         answer.series[0].labels,
         labels(&[("__name__", ANOMALY), ("instance", "b"), ("job", "node")]),
@@ -441,15 +409,7 @@ async fn check_anomaly_scores(h: &mut Harness, history: &History) {
 
     let query = format!("{ANOMALY}{{instance=\"a\"}}");
     let (start, end, step) = (history.end - 24 * HOUR, history.end, 5 * MINUTE);
-    let answer = h.range(&query, start, end, step).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        1,
-        "{query}: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    let answer = h.range_series(&query, start, end, step, 1).await;
     let values = answer.series[0].values();
     let steps = ((end - start) / step + 1) as usize;
     assert!(
@@ -476,15 +436,7 @@ async fn check_anomaly_scores(h: &mut Harness, history: &History) {
 /// label sets (no `__name__` of its own) and values on its scale.
 async fn check_expression_family(h: &mut Harness, end: i64) {
     let query = format!("{EXPR_PREDICTED}{{horizon=\"15m\"}}");
-    let answer = h.instant(&query, end).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        3,
-        "{query} must give one series per expression result: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    let answer = h.instant_series(&query, end, 3).await;
     for series in &answer.series {
         let instance = series.label("instance").to_owned();
         assert_eq!(
@@ -514,15 +466,7 @@ async fn check_restart_reuses_model(h: &mut Harness, model: &Value, end: i64) {
 
     // Using the family makes promcast load it if it does not at start.
     let query = format!("{PREDICTED}{{horizon=\"1h\"}}");
-    let answer = h.instant(&query, end).await;
-    h.assert_no_warnings(&query, &answer);
-    assert_eq!(
-        answer.series.len(),
-        3,
-        "{query} after restart: {:?}{}",
-        answer.series,
-        h.diag()
-    );
+    h.instant_series(&query, end, 3).await;
 
     let deadline = Instant::now() + RELOAD_DEADLINE;
     let reloaded = loop {
@@ -643,23 +587,7 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
 
     // A valid request for a plain metric: one (empty) result, SAMPLES format.
     let up = read_request(&[matcher(MATCH_EQ, "__name__", "up")]);
-    let response = client
-        .post(format!("{base}/api/v1/read"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-        .body(snappy(&up.encode_to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("read request for up failed: {e}{}", log_section(&promcast)));
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let body = response.bytes().await.expect("read body of the up answer");
+    let (status, content_type, body) = post_read_typed(&client, &base, &up).await;
     assert_eq!(
         status,
         200,
@@ -865,13 +793,7 @@ async fn post_read_typed(
     base: &str,
     request: &prompb::ReadRequest,
 ) -> (u16, String, Vec<u8>) {
-    let response = client
-        .post(format!("{base}/api/v1/read"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-        .body(snappy(&request.encode_to_vec()))
-        .send()
+    let response = send_read(client, base, snappy(&request.encode_to_vec()))
         .await
         .expect("remote read request");
     let status = response.status().as_u16();
@@ -1142,6 +1064,43 @@ impl Harness {
     }
 
     /// Prometheus instant query at `time` (seconds).
+    /// An instant query that must answer without warnings and with exactly
+    /// `count` series.
+    /// A range query that must answer without warnings and with exactly
+    /// `count` series.
+    async fn range_series(
+        &mut self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        count: usize,
+    ) -> Answer {
+        let answer = self.range(query, start, end, step).await;
+        self.assert_no_warnings(query, &answer);
+        assert_eq!(
+            answer.series.len(),
+            count,
+            "{query} over {start}..{end} must give {count} series: {:?}{}",
+            answer.series,
+            self.diag()
+        );
+        answer
+    }
+
+    async fn instant_series(&mut self, query: &str, time: i64, count: usize) -> Answer {
+        let answer = self.instant(query, time).await;
+        self.assert_no_warnings(query, &answer);
+        assert_eq!(
+            answer.series.len(),
+            count,
+            "{query} at {time} must give {count} series: {:?}{}",
+            answer.series,
+            self.diag()
+        );
+        answer
+    }
+
     async fn instant(&mut self, query: &str, time: i64) -> Answer {
         let params = [("query", query.to_string()), ("time", time.to_string())];
         self.prom_api("/api/v1/query", &params).await
@@ -1491,16 +1450,25 @@ async fn post_read(
     base: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), reqwest::Error> {
-    let response = client
+    let response = send_read(client, base, body).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.bytes().await?.to_vec()))
+}
+
+/// POSTs `body` to `/api/v1/read` with the headers Prometheus sends.
+async fn send_read(
+    client: &reqwest::Client,
+    base: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::Response, reqwest::Error> {
+    client
         .post(format!("{base}/api/v1/read"))
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Read-Version", "0.1.0")
         .body(body)
         .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((status, response.bytes().await?.to_vec()))
+        .await
 }
 
 // ---------------------------------------------------------------------------
