@@ -22,6 +22,25 @@ pub struct Config {
     pub model: TrainConfig,
     /// Families configured by name (and optionally a PromQL expression).
     pub series: Vec<SeriesConfig>,
+    /// Bounds on serving.
+    pub limits: Limits,
+}
+
+/// Bounds that keep a slow upstream or a huge query from hurting Prometheus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Time after which a request is answered with the families computed
+    /// so far. Keep it below Prometheus's `remote_timeout` (default 1m).
+    pub request_timeout: PromDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: PromDuration::from_secs(50),
+        }
+    }
 }
 
 /// The Prometheus-compatible server promcast reads history from.
@@ -161,6 +180,7 @@ impl Config {
             return Err(("upstream.url".into(), "scheme must be http or https".into()));
         }
         positive("upstream.timeout", self.upstream.timeout)?;
+        positive("limits.request_timeout", self.limits.request_timeout)?;
         if let Some(step) = self.defaults.step {
             positive("defaults.step", step)?;
         }
@@ -297,6 +317,19 @@ series:
         assert_eq!(c.horizons("other")[0].to_string(), "30m");
         assert_eq!(c.horizons("cpu_busy")[0].to_string(), "2h");
         assert_eq!(c.step("cpu_busy").unwrap().to_string(), "1m");
+    }
+
+    /// The shipped example documents every field with its default value;
+    /// it must parse and must not drift from the code's defaults.
+    #[test]
+    fn example_config_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/promcast/promcast.yml");
+        let example = Config::load(&path).unwrap();
+        let defaults = Config::default();
+        let debug = |c: &Config| format!("{:?} {:?} {:?}", c.defaults, c.model, c.limits);
+        assert_eq!(debug(&example), debug(&defaults));
+        assert_eq!(example.upstream.timeout, defaults.upstream.timeout);
+        assert_eq!(example.series.len(), 1);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Synthetic series returned by queries.
     pub series_served: Counter,
+    /// Requests answered without some families because their deadline passed.
+    pub deadline_exceeded: Counter,
 }
 
 impl Default for Metrics {
@@ -140,8 +142,15 @@ impl Metrics {
             "Synthetic series returned by queries",
             series_served.clone(),
         );
+        let deadline_exceeded = Counter::default();
+        registry.register(
+            "request_deadline_exceeded",
+            "Requests answered without some families because limits.request_timeout passed",
+            deadline_exceeded.clone(),
+        );
         Self {
             registry,
+            deadline_exceeded,
             http_requests,
             http_duration,
             upstream_requests,

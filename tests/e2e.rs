@@ -514,7 +514,13 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
     while upstream_port == port {
         upstream_port = free_port();
     }
-    let mut promcast = spawn_promcast(dir, port, Some(upstream_port), &dir.join("promcast.log"));
+    let mut promcast = spawn_promcast(
+        dir,
+        port,
+        Some(upstream_port),
+        PROMCAST_CONFIG,
+        &dir.join("promcast.log"),
+    );
     let client = http_client();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&client, &base, &mut promcast).await;
@@ -655,7 +661,7 @@ async fn streamed_chunks_carry_the_samples_answer() {
     let tmp = tempfile::tempdir().expect("create temporary directory");
     let dir = tmp.path();
     let port = free_port();
-    let mut promcast = spawn_promcast(dir, port, None, &dir.join("promcast.log"));
+    let mut promcast = spawn_promcast(dir, port, None, PROMCAST_CONFIG, &dir.join("promcast.log"));
     let client = http_client();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&client, &base, &mut promcast).await;
@@ -715,6 +721,57 @@ async fn streamed_chunks_carry_the_samples_answer() {
     // A non-synthetic selector streams nothing at all: no empty frames.
     let (status, _, body) = post_read_typed(&client, &base, &query("up", vec![STREAMED])).await;
     assert_eq!((status, body.len()), (200, 0));
+}
+
+/// An upstream that accepts connections and never answers: promcast must
+/// answer at its request deadline, well before Prometheus's remote_timeout,
+/// and count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_is_cut_off_at_the_request_deadline() {
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path();
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
+    let upstream_port = silent.local_addr().expect("silent upstream address").port();
+    // Holds accepted connections open without a byte of answer; the thread
+    // ends with the test process.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let port = free_port();
+    let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 2s\n");
+    let mut promcast = spawn_promcast(
+        dir,
+        port,
+        Some(upstream_port),
+        &config,
+        &dir.join("promcast.log"),
+    );
+    let client = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base, &mut promcast).await;
+
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    let started = Instant::now();
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200, "{}", log_section(&promcast));
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered after {elapsed:?}, not at the 2 s deadline{}",
+        log_section(&promcast)
+    );
+    assert!(
+        decode_samples_answer(&body).is_empty(),
+        "nothing was computed in time"
+    );
+    let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    let cut = metric_sum(&metrics, "promcast_request_deadline_exceeded_total", &[]);
+    assert!(cut >= 1.0, "the cut-off must be counted:\n{metrics}");
 }
 
 /// Samples (time, value bits) of each series, keyed by its sorted labels.
@@ -1019,6 +1076,7 @@ impl Harness {
             &self.dir,
             self.promcast_port,
             Some(self.prom_port),
+            PROMCAST_CONFIG,
             &log,
         ));
     }
@@ -1250,9 +1308,15 @@ impl Harness {
 /// Starts the promcast binary built by cargo for this test, output to `log`.
 /// Starts promcast on `port`, reading from the upstream on `upstream_port`,
 /// or from its embedded demo when that is `None`.
-fn spawn_promcast(dir: &Path, port: u16, upstream_port: Option<u16>, log: &Path) -> ChildGuard {
+fn spawn_promcast(
+    dir: &Path,
+    port: u16,
+    upstream_port: Option<u16>,
+    config_text: &str,
+    log: &Path,
+) -> ChildGuard {
     let config = dir.join("promcast.yml");
-    fs::write(&config, PROMCAST_CONFIG).expect("write promcast config");
+    fs::write(&config, config_text).expect("write promcast config");
     let models = dir.join("models");
     fs::create_dir_all(&models).expect("create model directory");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_promcast"));

@@ -30,13 +30,14 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
         );
     }
     let now = now_ms();
+    let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout.to_std();
     let mut all: Vec<SyntheticSeries> = Vec::new();
     for selector in &selectors {
         let matchers = match parse_selector(selector) {
             Ok(m) => m,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         };
-        match query::select(state, &matchers, &[now]).await {
+        match query::select(state, &matchers, &[now], deadline).await {
             Ok(series) => all.extend(series),
             Err(e) => {
                 let status = match e {

@@ -7,6 +7,8 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use tokio::time::Instant;
+
 use crate::chunks;
 use crate::codec::{self, CodecError, MAX_DECODED_BYTES};
 use crate::forecast::{LOOKBACK_MS, SyntheticSeries, evaluation_times};
@@ -47,9 +49,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
         Ok(t) => t,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
+    let deadline = Instant::now() + state.config.limits.request_timeout.to_std();
     let mut answers = Vec::with_capacity(request.queries.len());
     for (i, q) in request.queries.iter().enumerate() {
-        match answer(state, q).await {
+        match answer(state, q, deadline).await {
             Ok(series) => answers.push(series),
             Err((status, reason)) => return text(status, format!("query {i}: {reason}\n")),
         }
@@ -124,6 +127,7 @@ fn negotiate(accepted: &[i32]) -> Result<ResponseType, String> {
 async fn answer(
     state: &AppState,
     q: &prompb::Query,
+    deadline: Instant,
 ) -> Result<Vec<SyntheticSeries>, (StatusCode, String)> {
     let matchers = q
         .matchers
@@ -146,17 +150,19 @@ async fn answer(
         step_of(q),
         MAX_POINTS,
     );
-    query::select(state, &matchers, &times).await.map_err(|e| {
-        let status = match e {
-            QueryError::Select(_) => StatusCode::BAD_REQUEST,
-            QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status != StatusCode::BAD_REQUEST {
-            tracing::warn!(error = %e, "remote read query failed");
-        }
-        (status, e.to_string())
-    })
+    query::select(state, &matchers, &times, deadline)
+        .await
+        .map_err(|e| {
+            let status = match e {
+                QueryError::Select(_) => StatusCode::BAD_REQUEST,
+                QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
+                QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            if status != StatusCode::BAD_REQUEST {
+                tracing::warn!(error = %e, "remote read query failed");
+            }
+            (status, e.to_string())
+        })
 }
 
 /// The spacing of synthetic samples for a query: the range query's step
