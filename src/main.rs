@@ -19,6 +19,8 @@ use promcast::upstream::{Upstream, prometheus};
 
 /// Output values the forecast cache may hold (4 bytes each).
 const CACHE_VALUES: usize = 16 << 20;
+/// How long background work gets to finish after the server has drained.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often readiness re-probes an upstream that has not answered yet.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -82,7 +84,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A training run in a blocking thread would otherwise hold the exit for
+    // minutes; abandoning it is safe because models are saved atomically.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
