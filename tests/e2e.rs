@@ -774,6 +774,173 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
     assert!(cut >= 1.0, "the cut-off must be counted:\n{metrics}");
 }
 
+/// An upstream that fails (HTTP 500, then a body that is not a remote-read
+/// answer) and then recovers: every failure is a 502 with its reason and a
+/// counted error, and promcast serves again as soon as the upstream does,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_upstream_is_reported_and_recovered_from() {
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path();
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the faulty upstream");
+    let upstream_port = upstream
+        .local_addr()
+        .expect("faulty upstream address")
+        .port();
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(FAULT_500));
+    let serving = std::sync::Arc::clone(&mode);
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().take(256).flatten() {
+            serve_faulty(stream, serving.load(std::sync::atomic::Ordering::SeqCst));
+        }
+    });
+    let port = free_port();
+    let mut promcast = spawn_promcast(
+        dir,
+        port,
+        Some(upstream_port),
+        PROMCAST_CONFIG,
+        &dir.join("promcast.log"),
+    );
+    let client = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base, &mut promcast).await;
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+
+    for (fault, reason, kind) in [
+        (FAULT_500, "HTTP 500", "status"),
+        (FAULT_GARBAGE, "could not be decoded", "decode"),
+    ] {
+        mode.store(fault, std::sync::atomic::Ordering::SeqCst);
+        let (status, _, body) = post_read_typed(&client, &base, &request).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 502 && text.contains(reason),
+            "upstream fault {kind}: expected 502 naming {reason:?}, got {status} {text:?}{}",
+            log_section(&promcast)
+        );
+        let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+            .await
+            .expect("GET /metrics");
+        let counted = metric_sum(
+            &metrics,
+            "promcast_upstream_errors_total",
+            &[&format!("kind=\"{kind}\"")],
+        );
+        assert!(counted >= 1.0, "{kind} errors must be counted:\n{metrics}");
+    }
+
+    mode.store(FAULT_NONE, std::sync::atomic::Ordering::SeqCst);
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    assert_eq!(status, 200, "{}", log_section(&promcast));
+    let answer = decode_samples_answer(&body);
+    assert_eq!(
+        answer.len(),
+        3,
+        "after recovery: one series per configured horizon: {answer:?}{}",
+        log_section(&promcast)
+    );
+}
+
+/// What the faulty upstream answers.
+const FAULT_NONE: u8 = 0;
+const FAULT_500: u8 = 1;
+const FAULT_GARBAGE: u8 = 2;
+
+/// Answers one HTTP request on `stream` as the faulty upstream: an error,
+/// garbage, or a real remote-read answer with one series of the test
+/// metric sampled every minute over the requested range.
+fn serve_faulty(mut stream: std::net::TcpStream, mode: u8) {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    let body_start = loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < body_start + length {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let (status, body) = match mode {
+        FAULT_500 => ("500 Internal Server Error", b"boom".to_vec()),
+        FAULT_GARBAGE => ("200 OK", b"<html>not a remote-read answer</html>".to_vec()),
+        _ => (
+            "200 OK",
+            snappy(&faulty_answer(&request[body_start..]).encode_to_vec()),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+/// The healthy upstream's answer to a remote-read request body.
+fn faulty_answer(body: &[u8]) -> prompb::ReadResponse {
+    let request = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .ok()
+        .and_then(|raw| prompb::ReadRequest::decode(raw.as_slice()).ok())
+        .unwrap_or_default();
+    let results = request
+        .queries
+        .iter()
+        .map(|q| {
+            let wanted = q
+                .matchers
+                .iter()
+                .any(|m| m.name == "__name__" && m.value == METRIC);
+            let first = (q.start_timestamp_ms / 60_000 + 1) * 60_000;
+            let samples = (first..=q.end_timestamp_ms)
+                .step_by(60_000)
+                .map(|t| prompb::Sample {
+                    value: 50.0 + (t as f64 / 3.6e6).sin(),
+                    timestamp: t,
+                })
+                .collect();
+            prompb::QueryResult {
+                timeseries: if wanted {
+                    vec![prompb::TimeSeries {
+                        labels: vec![
+                            prompb::Label {
+                                name: "__name__".into(),
+                                value: METRIC.into(),
+                            },
+                            prompb::Label {
+                                name: "instance".into(),
+                                value: "x".into(),
+                            },
+                        ],
+                        samples,
+                    }]
+                } else {
+                    Vec::new()
+                },
+            }
+        })
+        .collect();
+    prompb::ReadResponse { results }
+}
+
 /// Samples (time, value bits) of each series, keyed by its sorted labels.
 type SeriesSamples = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
 
