@@ -941,6 +941,123 @@ fn faulty_answer(body: &[u8]) -> prompb::ReadResponse {
     prompb::ReadResponse { results }
 }
 
+/// 200 concurrent clients send a mix of synthetic and plain remote reads
+/// over several demo families for a bounded time: every answer must be a
+/// decodable 200. Prints throughput and latency percentiles.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_remote_reads_all_succeed() {
+    const CLIENTS: usize = 200;
+    const PER_CLIENT: usize = 40;
+    const DURATION: Duration = Duration::from_secs(8);
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path();
+    let port = free_port();
+    let mut promcast = spawn_promcast(dir, port, None, PROMCAST_CONFIG, &dir.join("promcast.log"));
+    let client = http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base, &mut promcast).await;
+
+    let end = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let query = |name: &str, span_ms: i64, step_ms: i64| prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: end - span_ms,
+            end_timestamp_ms: end,
+            matchers: vec![matcher(MATCH_EQ, "__name__", name)],
+            hints: Some(prompb::ReadHints {
+                step_ms,
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    };
+    let bodies: Vec<Vec<u8>> = [
+        query("predicted_demo_cpu_usage_percent", 300_000, 0),
+        query(
+            "anomaly_score_demo_http_request_duration_seconds_p99",
+            3_600_000,
+            60_000,
+        ),
+        query("predicted_upper_demo_filesystem_avail_bytes", 300_000, 0),
+        query("predicted_demo_memory_used_bytes", 3_600_000, 60_000),
+        query("up", 300_000, 0),
+        query("node_cpu_seconds_total", 3_600_000, 15_000),
+    ]
+    .iter()
+    .map(|r| snappy(&r.encode_to_vec()))
+    .collect();
+    let bodies = std::sync::Arc::new(bodies);
+    let started = Instant::now();
+    let deadline = started + DURATION;
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for c in 0..CLIENTS {
+        let client = client.clone();
+        let base = base.clone();
+        let bodies = std::sync::Arc::clone(&bodies);
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for i in 0..PER_CLIENT {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let body = bodies[(c + i) % bodies.len()].clone();
+                let sent = Instant::now();
+                let outcome = match post_read(&client, &base, body).await {
+                    Ok((200, answer)) => snap::raw::Decoder::new()
+                        .decompress_vec(&answer)
+                        .ok()
+                        .and_then(|raw| prompb::ReadResponse::decode(raw.as_slice()).ok())
+                        .map(|_| ())
+                        .ok_or_else(|| "undecodable answer".to_owned()),
+                    Ok((status, answer)) => Err(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&answer)
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                results.push((sent.elapsed(), outcome));
+            }
+            results
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for task in tasks {
+        for (latency, outcome) in task.await.expect("client task") {
+            latencies.push(latency);
+            if let Err(e) = outcome {
+                errors.push(e);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "{} requests from {CLIENTS} clients in {elapsed:.1?}: {:.0} req/s, p50 {:.1?}, p99 {:.1?}, {} errors",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        errors.len()
+    );
+    assert!(
+        latencies.len() >= CLIENTS,
+        "every client got at least one answer"
+    );
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed, e.g. {:?}{}",
+        errors.len(),
+        latencies.len(),
+        &errors[..errors.len().min(3)],
+        log_section(&promcast)
+    );
+    assert_eq!(promcast.exited(), None, "promcast survived the load");
+}
+
 /// Samples (time, value bits) of each series, keyed by its sorted labels.
 type SeriesSamples = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
 
