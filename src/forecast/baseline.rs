@@ -66,23 +66,14 @@ impl Baseline {
         &self.hi
     }
 
-    /// The baseline forecast anchored at grid index `i`.
+    /// The baseline forecast anchored at grid index `i`: the window's
+    /// seasonal-naive curve as it is.
     pub fn anchor(&self, grid: &Grid, i: usize, shape: &Shape) -> Option<Anchor> {
         let w = grid.window(i, shape)?;
-        let day = (DAY_MS / grid.step_ms) as usize;
-        let value = |j: usize| grid.values.get(j).copied().filter(|v| v.is_finite());
-        let deltas = (1..=shape.horizon_steps)
-            .map(|k| {
-                let seasonal = (k <= day && i >= day)
-                    .then(|| Some((value(i + k - day)? - value(i - day)?) / w.scale))
-                    .flatten();
-                seasonal.unwrap_or(0.0) as f32
-            })
-            .collect();
         Some(Anchor {
             last: w.last,
             scale: w.scale,
-            deltas,
+            deltas: w.seasonal,
         })
     }
 }

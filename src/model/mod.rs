@@ -81,14 +81,20 @@ pub fn predict(net: &LstmNet, windows: &[&Window], device: &Device) -> Vec<Vec<f
     }
     let spec = net.spec();
     let mut inputs = Vec::with_capacity(windows.len() * spec.window * FEATURES);
+    let mut seasonal = Vec::with_capacity(windows.len() * spec.outputs);
     for w in windows {
         inputs.extend_from_slice(&w.features);
+        seasonal.extend_from_slice(&w.seasonal);
     }
     let x = Tensor::<3>::from_data(
         TensorData::new(inputs, [windows.len(), spec.window, FEATURES]),
         device,
     );
-    let out = net.forward(x).into_data();
+    let s = Tensor::<2>::from_data(
+        TensorData::new(seasonal, [windows.len(), spec.outputs]),
+        device,
+    );
+    let out = net.forward(x, s).into_data();
     let flat: Vec<f32> = out.try_to_vec().unwrap_or_default();
     flat.chunks(spec.outputs).map(<[f32]>::to_vec).collect()
 }

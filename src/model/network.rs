@@ -1,7 +1,8 @@
 //! The LSTM network: stacked burn `Lstm` layers and a linear head reading
-//! the last hidden state, one output per model step ahead.
+//! the last hidden state, one output per model step ahead, added to the
+//! window's seasonal-naive curve weighted per step.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -26,8 +27,15 @@ pub struct NetSpec {
 pub struct LstmNet {
     layers: Vec<Lstm>,
     head: Linear,
+    /// Per step ahead, how much of the seasonal-naive change to add. Learnt,
+    /// so a family without a daily cycle can turn it off.
+    seasonal_weight: Param<Tensor<1>>,
     window: usize,
 }
+
+/// Starting weight of the seasonal-naive curve: halfway, so training moves
+/// it either way quickly.
+const SEASONAL_WEIGHT_INIT: f32 = 0.5;
 
 impl LstmNet {
     /// A freshly initialised network on `device`.
@@ -41,6 +49,9 @@ impl LstmNet {
         Self {
             layers,
             head: LinearConfig::new(spec.hidden, spec.outputs).init(device),
+            seasonal_weight: Param::from_tensor(
+                Tensor::ones([spec.outputs], device).mul_scalar(SEASONAL_WEIGHT_INIT),
+            ),
             window: spec.window,
         }
     }
@@ -63,14 +74,15 @@ impl LstmNet {
         }
     }
 
-    /// `[batch, window, inputs]` → `[batch, outputs]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+    /// Inputs `[batch, window, inputs]` and seasonal-naive changes
+    /// `[batch, outputs]` → predicted changes `[batch, outputs]`.
+    pub fn forward(&self, x: Tensor<3>, seasonal: Tensor<2>) -> Tensor<2> {
         let mut h = x;
         for layer in &self.layers {
             h = layer.forward(h, None).0;
         }
         let [batch, steps, hidden] = h.dims();
         let last = h.narrow(1, steps - 1, 1).reshape([batch, hidden]);
-        self.head.forward(last)
+        self.head.forward(last) + seasonal * self.seasonal_weight.val().unsqueeze::<2>()
     }
 }

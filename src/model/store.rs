@@ -19,7 +19,7 @@ use super::train::Report;
 use super::window::Shape;
 
 /// Bumped when the saved layout changes incompatibly.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Everything about a saved model except its weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]

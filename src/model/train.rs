@@ -122,56 +122,68 @@ pub enum TrainError {
 /// A set of windows with their targets, flattened for tensors.
 struct Batchable {
     inputs: Vec<f32>,
+    seasonal: Vec<f32>,
     targets: Vec<f32>,
     len: usize,
+}
+
+/// Tensors of one batch.
+struct Batch {
+    inputs: Tensor<3>,
+    seasonal: Tensor<2>,
+    /// Targets with gaps zeroed.
+    targets: Tensor<2>,
+    /// 1 where a target is present.
+    mask: Tensor<2>,
+    /// Number of present targets.
+    present: usize,
 }
 
 impl Batchable {
     fn new(windows: Vec<(Window, Vec<f32>)>) -> Self {
         let len = windows.len();
         let mut inputs = Vec::new();
+        let mut seasonal = Vec::new();
         let mut targets = Vec::new();
         for (w, t) in windows {
             inputs.extend(w.features);
+            seasonal.extend(w.seasonal);
             targets.extend(t);
         }
         Self {
             inputs,
+            seasonal,
             targets,
             len,
         }
     }
 
-    /// Input tensor, targets with gaps zeroed, mask of present targets, and
-    /// the number of present targets, for the windows in `idx`.
-    fn batch(
-        &self,
-        idx: &[usize],
-        spec: &NetSpec,
-        device: &Device,
-    ) -> (Tensor<3>, Tensor<2>, Tensor<2>, usize) {
+    /// The batch of the windows in `idx`.
+    fn batch(&self, idx: &[usize], spec: &NetSpec, device: &Device) -> Batch {
         let per_in = spec.window * FEATURES;
         let k = spec.outputs;
         let mut x = Vec::with_capacity(idx.len() * per_in);
+        let mut s = Vec::with_capacity(idx.len() * k);
         let mut y = Vec::with_capacity(idx.len() * k);
         let mut m = Vec::with_capacity(idx.len() * k);
         for &i in idx {
             x.extend_from_slice(&self.inputs[i * per_in..(i + 1) * per_in]);
+            s.extend_from_slice(&self.seasonal[i * k..(i + 1) * k]);
             for &t in &self.targets[i * k..(i + 1) * k] {
                 y.push(if t.is_finite() { t } else { 0.0 });
                 m.push(if t.is_finite() { 1.0 } else { 0.0 });
             }
         }
-        let present = m.iter().filter(|v| **v > 0.0).count();
-        (
-            Tensor::from_data(
+        Batch {
+            present: m.iter().filter(|v| **v > 0.0).count(),
+            inputs: Tensor::from_data(
                 TensorData::new(x, [idx.len(), spec.window, FEATURES]),
                 device,
             ),
-            Tensor::from_data(TensorData::new(y, [idx.len(), k]), device),
-            Tensor::from_data(TensorData::new(m, [idx.len(), k]), device),
-            present,
-        )
+            seasonal: Tensor::from_data(TensorData::new(s, [idx.len(), k]), device),
+            targets: Tensor::from_data(TensorData::new(y, [idx.len(), k]), device),
+            mask: Tensor::from_data(TensorData::new(m, [idx.len(), k]), device),
+        }
     }
 }
 
@@ -212,12 +224,12 @@ pub fn train(
         epochs += 1;
         order.shuffle(&mut rng);
         for idx in order[..cfg.windows_per_epoch.min(order.len())].chunks(cfg.batch_size) {
-            let (x, y, mask, present) = train_set.batch(idx, &spec, &train_device);
-            if present == 0 {
+            let b = train_set.batch(idx, &spec, &train_device);
+            if b.present == 0 {
                 continue;
             }
-            let diff = (net.forward(x) - y) * mask;
-            let loss = diff.powi_scalar(2).sum().div_scalar(present as f32);
+            let diff = (net.forward(b.inputs, b.seasonal) - b.targets) * b.mask;
+            let loss = diff.powi_scalar(2).sum().div_scalar(b.present as f32);
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(cfg.learning_rate, net, grads);
         }
@@ -342,8 +354,12 @@ fn evaluate(net: &LstmNet, set: &Batchable, spec: &NetSpec, device: &Device) -> 
     let (mut sq, mut abs, mut naive, mut n) = (0.0, 0.0, 0.0, 0usize);
     let all: Vec<usize> = (0..set.len).collect();
     for idx in all.chunks(EVAL_BATCH) {
-        let (x, _, _, _) = set.batch(idx, spec, device);
-        let pred: Vec<f32> = net.forward(x).into_data().try_to_vec().unwrap_or_default();
+        let b = set.batch(idx, spec, device);
+        let pred: Vec<f32> = net
+            .forward(b.inputs, b.seasonal)
+            .into_data()
+            .try_to_vec()
+            .unwrap_or_default();
         for (row, &i) in idx.iter().enumerate() {
             let targets = &set.targets[i * k..(i + 1) * k];
             let predicted = pred.get(row * k..(row + 1) * k).unwrap_or_default();

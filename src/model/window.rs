@@ -94,6 +94,12 @@ pub struct Window {
     pub last: f64,
     /// Normalisation scale: one normalised unit in source units.
     pub scale: f64,
+    /// The seasonal-naive forecast: for each step `1..=K` ahead, the
+    /// normalised change over the same stretch one day earlier (0 where
+    /// there is no day of history). Daily cycles dominate infrastructure
+    /// metrics, and a short input window cannot show where in the cycle a
+    /// series is; this hands the model yesterday's answer to improve on.
+    pub seasonal: Vec<f32>,
 }
 
 impl Grid {
@@ -226,11 +232,22 @@ impl Grid {
             };
             features.extend([z, day.sin(), day.cos(), week_sin, week_cos].map(|f| f as f32));
         }
+        let day = (DAY_MS / self.step_ms) as usize;
+        let value = |j: usize| self.values.get(j).copied().filter(|v| v.is_finite());
+        let seasonal = (1..=shape.horizon_steps)
+            .map(|k| {
+                let change = (k <= day && end >= day)
+                    .then(|| Some((value(end + k - day)? - value(end - day)?) / scale))
+                    .flatten();
+                change.unwrap_or(0.0).clamp(-CLIP, CLIP) as f32
+            })
+            .collect();
         Some(Window {
             end,
             features,
             last,
             scale,
+            seasonal,
         })
     }
 
