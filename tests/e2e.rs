@@ -506,24 +506,14 @@ async fn check_restart_reuses_model(h: &mut Harness, model: &Value, end: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_read_rejects_malformed_input_and_keeps_serving() {
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let dir = tmp.path();
-    let port = free_port();
     // No upstream: nothing listens on this port once the listener is dropped.
-    let mut upstream_port = free_port();
-    while upstream_port == port {
-        upstream_port = free_port();
-    }
-    let mut promcast = spawn_promcast(
-        dir,
-        port,
-        Some(upstream_port),
-        PROMCAST_CONFIG,
-        &dir.join("promcast.log"),
-    );
-    let client = http_client();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&client, &base, &mut promcast).await;
+    let upstream_port = free_port();
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), PROMCAST_CONFIG).await;
 
     let valid = read_request(&[
         matcher(MATCH_EQ, "__name__", PREDICTED),
@@ -658,13 +648,12 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
 /// frame. Served from the embedded demo: no upstream needed.
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_chunks_carry_the_samples_answer() {
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let dir = tmp.path();
-    let port = free_port();
-    let mut promcast = spawn_promcast(dir, port, None, PROMCAST_CONFIG, &dir.join("promcast.log"));
-    let client = http_client();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&client, &base, &mut promcast).await;
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(None, PROMCAST_CONFIG).await;
 
     let end = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -728,8 +717,6 @@ async fn streamed_chunks_carry_the_samples_answer() {
 /// and count it.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_upstream_is_cut_off_at_the_request_deadline() {
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let dir = tmp.path();
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
     let upstream_port = silent.local_addr().expect("silent upstream address").port();
     // Holds accepted connections open without a byte of answer; the thread
@@ -740,18 +727,13 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
             held.push(stream);
         }
     });
-    let port = free_port();
     let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 2s\n");
-    let mut promcast = spawn_promcast(
-        dir,
-        port,
-        Some(upstream_port),
-        &config,
-        &dir.join("promcast.log"),
-    );
-    let client = http_client();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&client, &base, &mut promcast).await;
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
 
     let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
     let started = Instant::now();
@@ -780,8 +762,6 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
 /// without a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_upstream_is_reported_and_recovered_from() {
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let dir = tmp.path();
     let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the faulty upstream");
     let upstream_port = upstream
         .local_addr()
@@ -794,17 +774,12 @@ async fn failing_upstream_is_reported_and_recovered_from() {
             serve_faulty(stream, serving.load(std::sync::atomic::Ordering::SeqCst));
         }
     });
-    let port = free_port();
-    let mut promcast = spawn_promcast(
-        dir,
-        port,
-        Some(upstream_port),
-        PROMCAST_CONFIG,
-        &dir.join("promcast.log"),
-    );
-    let client = http_client();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&client, &base, &mut promcast).await;
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), PROMCAST_CONFIG).await;
     let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
 
     for (fault, reason, kind) in [
@@ -949,13 +924,12 @@ async fn concurrent_remote_reads_all_succeed() {
     const CLIENTS: usize = 200;
     const PER_CLIENT: usize = 40;
     const DURATION: Duration = Duration::from_secs(8);
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let dir = tmp.path();
-    let port = free_port();
-    let mut promcast = spawn_promcast(dir, port, None, PROMCAST_CONFIG, &dir.join("promcast.log"));
-    let client = http_client();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&client, &base, &mut promcast).await;
+    let Standalone {
+        _dir,
+        mut promcast,
+        client,
+        base,
+    } = Standalone::start(None, PROMCAST_CONFIG).await;
 
     let end = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1590,6 +1564,38 @@ impl Harness {
 }
 
 /// Starts the promcast binary built by cargo for this test, output to `log`.
+/// A promcast of its own, in a temporary directory, already healthy.
+struct Standalone {
+    /// Keeps the temporary directory (config, models, log) alive.
+    _dir: tempfile::TempDir,
+    promcast: ChildGuard,
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Standalone {
+    /// Starts promcast with `config` on a free port (never the upstream's),
+    /// reading from `upstream_port` or, when `None`, its embedded demo.
+    async fn start(upstream_port: Option<u16>, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("create temporary directory");
+        let mut port = free_port();
+        while Some(port) == upstream_port {
+            port = free_port();
+        }
+        let log = dir.path().join("promcast.log");
+        let mut promcast = spawn_promcast(dir.path(), port, upstream_port, config, &log);
+        let client = http_client();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&client, &base, &mut promcast).await;
+        Self {
+            _dir: dir,
+            promcast,
+            client,
+            base,
+        }
+    }
+}
+
 /// Starts promcast on `port`, reading from the upstream on `upstream_port`,
 /// or from its embedded demo when that is `None`.
 fn spawn_promcast(
