@@ -94,14 +94,6 @@ impl Predictor {
             Predictor::Baseline(b) => b.history_ms(),
         }
     }
-
-    /// The model version, 0 for the baseline.
-    pub fn version(&self) -> u64 {
-        match self {
-            Predictor::Model(m) => m.meta.version,
-            Predictor::Baseline(_) => 0,
-        }
-    }
 }
 
 /// Evaluates `outputs` for every source series at every time in `times`
