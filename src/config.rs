@@ -257,6 +257,14 @@ impl Config {
         h
     }
 
+    /// The longest horizon of a family: how far its model forecasts.
+    pub fn max_horizon(&self, family: &str) -> PromDuration {
+        self.horizons(family)
+            .last()
+            .copied()
+            .unwrap_or(PromDuration::from_millis(0))
+    }
+
     /// The configured model step of a family, if not left to the source.
     pub fn step(&self, family: &str) -> Option<PromDuration> {
         self.series(family)

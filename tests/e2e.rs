@@ -655,16 +655,11 @@ async fn streamed_chunks_carry_the_samples_answer() {
         base,
     } = Standalone::start(None, PROMCAST_CONFIG).await;
 
-    let end = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-        / 60
-        * 60_000;
+    let end = now_ms() / 60_000 * 60_000;
     let query = |name: &str, types: Vec<i32>| prompb::ReadRequest {
         queries: vec![prompb::Query {
-            start_timestamp_ms: end as i64 - 6 * HOUR * 1000,
-            end_timestamp_ms: end as i64,
+            start_timestamp_ms: end - 6 * HOUR * 1000,
+            end_timestamp_ms: end,
             matchers: vec![matcher(MATCH_EQ, "__name__", name)],
             hints: Some(prompb::ReadHints {
                 step_ms: 60_000,
@@ -931,10 +926,7 @@ async fn concurrent_remote_reads_all_succeed() {
         base,
     } = Standalone::start(None, PROMCAST_CONFIG).await;
 
-    let end = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
+    let end = now_ms();
     let query = |name: &str, span_ms: i64, step_ms: i64| prompb::ReadRequest {
         queries: vec![prompb::Query {
             start_timestamp_ms: end - span_ms,
@@ -1141,11 +1133,7 @@ impl History {
     /// Ends two minutes before the current minute, so every sample is in the
     /// past and Prometheus's 5-minute lookback at `end` finds the last one.
     fn ending_now() -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs() as i64;
-        let end = now / MINUTE * MINUTE - 2 * MINUTE;
+        let end = now_ms() / 1000 / MINUTE * MINUTE - 2 * MINUTE;
         Self {
             start: end - HISTORY,
             end,
@@ -1540,11 +1528,7 @@ impl Harness {
     async fn wait_promcast_scraped(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("clock after 1970")
-                .as_secs() as i64;
-            let answer = self.instant("up{job=\"promcast\"}", now).await;
+            let answer = self.instant("up{job=\"promcast\"}", now_ms() / 1000).await;
             if answer
                 .series
                 .iter()
@@ -1776,10 +1760,7 @@ fn matcher(kind: i32, name: &str, value: &str) -> prompb::LabelMatcher {
 /// A one-query ReadRequest over the last five minutes, as Prometheus sends
 /// for an instant query (empty accepted_response_types means SAMPLES).
 fn read_request(matchers: &[prompb::LabelMatcher]) -> prompb::ReadRequest {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
+    let now_ms = now_ms();
     prompb::ReadRequest {
         queries: vec![prompb::Query {
             start_timestamp_ms: now_ms - 5 * MINUTE * 1000,
@@ -1925,6 +1906,14 @@ fn require_binary(path: &str) {
 }
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+/// The wall clock in Unix milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()

@@ -198,8 +198,7 @@ impl Registry {
         if let Some(model) = self.lock().get(family).and_then(|e| e.model.clone()) {
             return Predictor::Model(model);
         }
-        let horizons = self.config.horizons(family);
-        let max = horizons.last().map_or(0, |h| h.as_millis_i64());
+        let max = self.config.max_horizon(family).as_millis_i64();
         Predictor::Baseline(Baseline::new(
             self.config.step(family).map(|s| s.as_millis_i64()),
             self.config.defaults.lookback.as_millis_i64(),
@@ -327,8 +326,7 @@ impl Registry {
         if history.is_empty() {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
-        let horizons = self.config.horizons(family);
-        let max_horizon = horizons.last().map_or(0, |h| h.as_millis_i64());
+        let max_horizon = self.config.max_horizon(family).as_millis_i64();
         let step = choose_step(configured_step, source_spacing(&history), max_horizon);
         let first = history
             .iter()
