@@ -2,7 +2,7 @@
 //! durations, unknown fields rejected, errors that name the field and line.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -24,23 +24,174 @@ pub struct Config {
     pub series: Vec<SeriesConfig>,
     /// Bounds on serving.
     pub limits: Limits,
+    /// TLS and authentication of promcast's own endpoints.
+    pub web: WebConfig,
 }
 
-/// Bounds that keep a slow upstream or a huge query from hurting Prometheus.
+/// Bounds that keep a slow upstream or a huge query from hurting Prometheus
+/// or promcast. A request over a limit gets a 4xx naming the limit and is
+/// counted in `promcast_limit_rejections_total`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Time after which a request is answered with the families computed
     /// so far. Keep it below Prometheus's `remote_timeout` (default 1m).
     pub request_timeout: PromDuration,
+    /// Largest request body, compressed (Prometheus's own limit: 32 MiB).
+    pub max_request_bytes: usize,
+    /// Largest request after snappy decompression.
+    pub max_decoded_bytes: usize,
+    /// Most queries in one remote-read request.
+    pub max_queries_per_request: usize,
+    /// Longest time range of one query.
+    pub max_query_range: PromDuration,
+    /// Most synthetic series in one answer.
+    pub max_series_per_answer: usize,
+    /// Most samples in one answer (Prometheus's `remote_read_sample_limit`).
+    pub max_samples_per_answer: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             request_timeout: PromDuration::from_secs(50),
+            max_request_bytes: crate::codec::MAX_DECODED_BYTES,
+            max_decoded_bytes: crate::codec::MAX_DECODED_BYTES,
+            max_queries_per_request: 64,
+            max_query_range: PromDuration::from_secs(31 * 86_400),
+            max_series_per_answer: 100_000,
+            max_samples_per_answer: 50_000_000,
         }
     }
+}
+
+/// One of the [`Limits`], as named in errors and in
+/// `promcast_limit_rejections_total{limit=...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `limits.max_request_bytes`.
+    RequestBytes,
+    /// `limits.max_decoded_bytes`.
+    DecodedBytes,
+    /// `limits.max_queries_per_request`.
+    Queries,
+    /// `limits.max_query_range`.
+    QueryRange,
+    /// `limits.max_series_per_answer`.
+    Series,
+    /// `limits.max_samples_per_answer`.
+    Samples,
+}
+
+impl Limit {
+    /// The short label used in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::RequestBytes => "request_bytes",
+            Limit::DecodedBytes => "decoded_bytes",
+            Limit::Queries => "queries",
+            Limit::QueryRange => "query_range",
+            Limit::Series => "series",
+            Limit::Samples => "samples",
+        }
+    }
+
+    /// The configuration field that sets it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Limit::RequestBytes => "limits.max_request_bytes",
+            Limit::DecodedBytes => "limits.max_decoded_bytes",
+            Limit::Queries => "limits.max_queries_per_request",
+            Limit::QueryRange => "limits.max_query_range",
+            Limit::Series => "limits.max_series_per_answer",
+            Limit::Samples => "limits.max_samples_per_answer",
+        }
+    }
+}
+
+/// promcast's own HTTP endpoints: TLS and who may call them. Mirrors
+/// Prometheus's web configuration and `remote_read` client settings, so the
+/// same certificates and secrets serve both ends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve HTTPS instead of HTTP.
+    pub tls_server_config: Option<TlsServerConfig>,
+    /// Accept `Authorization: <type> <credentials>` (Prometheus's
+    /// `remote_read.authorization`).
+    pub authorization: Option<Authorization>,
+    /// Accept HTTP basic auth (Prometheus's `remote_read.basic_auth`).
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// Certificate and key for HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by this PEM CA.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// A credential sent as `Authorization: <type> <credentials>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// The scheme, `Bearer` by default.
+    #[serde(rename = "type", default = "bearer")]
+    pub kind: String,
+    /// File holding the credentials (surrounding whitespace ignored).
+    pub credentials_file: PathBuf,
+}
+
+fn bearer() -> String {
+    "Bearer".to_owned()
+}
+
+/// HTTP basic auth with the password read from a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// File holding the password (surrounding whitespace ignored).
+    pub password_file: PathBuf,
+}
+
+/// How promcast connects to an HTTPS upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsClientConfig {
+    /// PEM CA certificates trusted in addition to the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for upstreams that require one.
+    pub cert_file: Option<PathBuf>,
+    /// PEM key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+/// Reads a secret from a file, without surrounding whitespace (editors add
+/// a final newline); `field` names the setting in the error.
+pub fn read_secret(path: &Path, field: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: format!("{field} ({})", path.display()),
+        error,
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.display().to_string(),
+            field: field.to_owned(),
+            reason: "the file is empty".to_owned(),
+        });
+    }
+    Ok(secret.to_owned())
 }
 
 /// The Prometheus-compatible server promcast reads history from.
@@ -51,8 +202,14 @@ pub struct UpstreamConfig {
     pub url: Option<url::Url>,
     /// Timeout of one upstream request.
     pub timeout: PromDuration,
-    /// Extra HTTP headers sent with every upstream request (e.g. `Authorization`).
+    /// Extra HTTP headers sent with every upstream request.
     pub headers: BTreeMap<String, String>,
+    /// Send `Authorization: <type> <credentials>`.
+    pub authorization: Option<Authorization>,
+    /// Send HTTP basic auth.
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS settings for an `https` URL.
+    pub tls_config: TlsClientConfig,
 }
 
 impl Default for UpstreamConfig {
@@ -61,6 +218,9 @@ impl Default for UpstreamConfig {
             url: None,
             timeout: PromDuration::from_secs(30),
             headers: BTreeMap::new(),
+            authorization: None,
+            basic_auth: None,
+            tls_config: TlsClientConfig::default(),
         }
     }
 }
@@ -180,7 +340,43 @@ impl Config {
             return Err(("upstream.url".into(), "scheme must be http or https".into()));
         }
         positive("upstream.timeout", self.upstream.timeout)?;
-        positive("limits.request_timeout", self.limits.request_timeout)?;
+        let l = &self.limits;
+        positive("limits.request_timeout", l.request_timeout)?;
+        positive("limits.max_query_range", l.max_query_range)?;
+        for (limit, value) in [
+            (Limit::RequestBytes, l.max_request_bytes),
+            (Limit::DecodedBytes, l.max_decoded_bytes),
+            (Limit::Queries, l.max_queries_per_request),
+            (Limit::Series, l.max_series_per_answer),
+            (Limit::Samples, l.max_samples_per_answer),
+        ] {
+            if value == 0 {
+                return Err((limit.field().into(), "must be greater than 0".into()));
+            }
+        }
+        if self.upstream.authorization.is_some() && self.upstream.basic_auth.is_some() {
+            return Err((
+                "upstream.basic_auth".into(),
+                "set either authorization or basic_auth, not both".into(),
+            ));
+        }
+        for (field, auth) in [
+            ("web.authorization.type", &self.web.authorization),
+            ("upstream.authorization.type", &self.upstream.authorization),
+        ] {
+            if let Some(a) = auth
+                && (a.kind.is_empty() || a.kind.contains(char::is_whitespace))
+            {
+                return Err((field.into(), "must be one word, e.g. Bearer".into()));
+            }
+        }
+        let tls = &self.upstream.tls_config;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err((
+                "upstream.tls_config.key_file".into(),
+                "cert_file and key_file go together".into(),
+            ));
+        }
         if let Some(step) = self.defaults.step {
             positive("defaults.step", step)?;
         }

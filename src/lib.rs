@@ -19,6 +19,7 @@ pub mod model;
 pub mod series;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 /// Prometheus remote-read protobuf messages, generated from `proto/`.

@@ -13,8 +13,10 @@ use promcast::config::Config;
 use promcast::forecast::Cache;
 use promcast::forecast::registry::Registry;
 use promcast::model::Backend;
+use promcast::server::auth::Auth;
 use promcast::server::{self, AppState};
 use promcast::telemetry::{self, LogFormat, Metrics};
+use promcast::tls;
 use promcast::upstream::{Upstream, prometheus};
 
 /// Output values the forecast cache may hold (4 bytes each).
@@ -111,11 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let upstream = Arc::new(match &config.upstream.url {
         Some(url) => {
             tracing::info!(upstream = %url, "reading history from the upstream");
-            let client = prometheus::Client::new(
-                url.clone(),
-                config.upstream.timeout.to_std(),
-                &config.upstream.headers,
-            )?;
+            let client = prometheus::Client::new(url.clone(), &config.upstream)?;
             Upstream::prometheus(client, Arc::clone(&metrics))
         }
         None => {
@@ -145,14 +143,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cache,
         metrics,
         ready: Default::default(),
+        auth: Auth::from_config(&config.web)?,
     });
     spawn_readiness(Arc::clone(&state));
 
+    let tls = config
+        .web
+        .tls_server_config
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("listening on {}", cli.listen_address))?;
-    tracing::info!(address = %cli.listen_address, backend = %cli.backend, model_dir = %cli.model_dir.display(), "promcast listening");
-    server::serve(listener, state, shutdown_signal()).await;
+    tracing::info!(
+        address = %cli.listen_address,
+        tls = tls.is_some(),
+        auth = state.auth.enabled(),
+        backend = %cli.backend,
+        model_dir = %cli.model_dir.display(),
+        "promcast listening"
+    );
+    server::serve(listener, state, tls, shutdown_signal()).await;
     Ok(())
 }
 

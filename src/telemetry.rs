@@ -35,6 +35,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -69,6 +74,7 @@ pub struct Metrics {
     pub series_served: Counter,
     /// Requests answered without some families because their deadline passed.
     pub deadline_exceeded: Counter,
+    limit_rejections: Family<LimitLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -148,9 +154,16 @@ impl Metrics {
             "Requests answered without some families because limits.request_timeout passed",
             deadline_exceeded.clone(),
         );
+        let limit_rejections = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limit_rejections",
+            "Requests refused by one of the limits: settings",
+            limit_rejections.clone(),
+        );
         Self {
             registry,
             deadline_exceeded,
+            limit_rejections,
             http_requests,
             http_duration,
             upstream_requests,
@@ -178,6 +191,15 @@ impl Metrics {
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Records a request refused by a limit.
+    pub fn limit_rejected(&self, limit: crate::config::Limit) {
+        self.limit_rejections
+            .get_or_create(&LimitLabel {
+                limit: limit.label(),
+            })
             .inc();
     }
 

@@ -115,6 +115,8 @@ pub struct ModelStatus {
     pub queued: bool,
     /// The last training error.
     pub error: Option<String>,
+    /// When a failed training is retried (RFC 3339).
+    pub retry_at: Option<String>,
 }
 
 /// All families' models.
@@ -300,7 +302,7 @@ impl Registry {
                 }
                 Err(e) => {
                     entry.failures += 1;
-                    let delay = (RETRY_BASE_MS << (entry.failures - 1).min(10)).min(RETRY_MAX_MS);
+                    let delay = retry_delay_ms(entry.failures);
                     entry.retry_at_ms = now_ms() + delay;
                     tracing::warn!(family, error = %e, retry_in_s = delay / 1000, "training failed");
                     entry.error = Some(format!("{e:#}"));
@@ -446,10 +448,19 @@ impl Registry {
                     training: e.running,
                     queued: e.scheduled && !e.running,
                     error: e.error.clone(),
+                    retry_at: (e.error.is_some() && e.retry_at_ms > 0)
+                        .then(|| rfc3339(e.retry_at_ms)),
                 }
             })
             .collect()
     }
+}
+
+/// The wait before retrying after `failures` failed runs in a row: one
+/// minute, doubling up to an hour, so that a family whose upstream is down
+/// neither hammers it nor waits long once it is back.
+fn retry_delay_ms(failures: u32) -> i64 {
+    (RETRY_BASE_MS << failures.saturating_sub(1).min(10)).min(RETRY_MAX_MS)
 }
 
 /// A per-family seed, so that retraining on the same data is reproducible.
@@ -457,4 +468,83 @@ fn seed_for(family: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     family.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamConfig;
+    use crate::upstream::prometheus::Client;
+
+    #[test]
+    fn retry_delay_doubles_up_to_an_hour() {
+        let minutes: Vec<i64> = (1..=9).map(|f| retry_delay_ms(f) / 60_000).collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay_ms(u32::MAX), RETRY_MAX_MS);
+    }
+
+    /// A family whose upstream refuses connections fails, is not retried
+    /// before its back-off ends however often it is queried, and then
+    /// backs off twice as long.
+    #[tokio::test]
+    async fn failed_training_backs_off() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url: url::Url = format!("http://{}", closed.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(closed);
+        let metrics = Arc::new(Metrics::new());
+        let client = Client::new(url, &UpstreamConfig::default()).unwrap();
+        let upstream = Arc::new(Upstream::prometheus(client, Arc::clone(&metrics)));
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::new(
+            Arc::new(Config::default()),
+            upstream,
+            Device::flex(),
+            dir.path().to_owned(),
+            metrics,
+            Arc::new(Cache::new(1024)),
+        ));
+        let settled = |registry: &Registry| {
+            let entries = registry.lock();
+            let e = &entries["fam"];
+            (!e.scheduled).then(|| (e.failures, e.retry_at_ms, e.state()))
+        };
+        let wait_settled = || async {
+            for _ in 0..200 {
+                if let Some(s) = settled(&registry) {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("training did not finish within 10 s");
+        };
+
+        let before = now_ms();
+        registry.ensure_trained("fam");
+        let (failures, retry_at, state) = wait_settled().await;
+        assert_eq!((failures, state), (1, State::Failed));
+        assert!(
+            (before + RETRY_BASE_MS..=now_ms() + RETRY_BASE_MS).contains(&retry_at),
+            "retry at {retry_at}, now {}",
+            now_ms()
+        );
+        let status = registry.statuses().pop().unwrap();
+        assert!(status.error.unwrap().contains("upstream"));
+        assert!(status.retry_at.is_some());
+
+        for _ in 0..5 {
+            registry.ensure_trained("fam");
+        }
+        assert_eq!(wait_settled().await.0, 1, "retried during the back-off");
+
+        // The back-off has passed: the next query retries, fails again and
+        // waits twice as long.
+        registry.lock().get_mut("fam").unwrap().retry_at_ms = 0;
+        let before = now_ms();
+        registry.ensure_trained("fam");
+        let (failures, retry_at, _) = wait_settled().await;
+        assert_eq!(failures, 2);
+        assert!(retry_at >= before + 2 * RETRY_BASE_MS);
+    }
 }

@@ -13,7 +13,7 @@ use crate::calendar::now_ms;
 use crate::forecast::SyntheticSeries;
 use crate::labels::{METRIC_NAME, parse_selector};
 
-use super::query::{self, QueryError};
+use super::query::{self, Budget};
 use super::{AppState, HttpResponse, text};
 
 /// Handles one federation scrape.
@@ -31,21 +31,16 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
     }
     let now = now_ms();
     let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout.to_std();
+    let mut budget = Budget::new(&state.config.limits);
     let mut all: Vec<SyntheticSeries> = Vec::new();
     for selector in &selectors {
         let matchers = match parse_selector(selector) {
             Ok(m) => m,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         };
-        match query::select(state, &matchers, &[now], deadline).await {
+        match query::select(state, &matchers, &[now], deadline, &mut budget).await {
             Ok(series) => all.extend(series),
-            Err(e) => {
-                let status = match e {
-                    QueryError::Select(_) => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                return text(status, format!("{selector}: {e}\n"));
-            }
+            Err(e) => return text(e.status(), format!("{selector}: {e}\n")),
         }
     }
     all.sort_by(|a, b| a.labels.cmp(&b.labels));

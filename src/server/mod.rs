@@ -3,6 +3,7 @@
 //! to synthetic series.
 
 pub mod admin;
+pub mod auth;
 pub mod federate;
 pub mod query;
 pub mod remote_read;
@@ -16,14 +17,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::config::{Config, Limit};
 use crate::forecast::Cache;
 use crate::forecast::registry::Registry;
 use crate::telemetry::Metrics;
@@ -31,6 +33,8 @@ use crate::upstream::Upstream;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client gets to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -46,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once the upstream has answered.
     pub ready: AtomicBool,
+    /// Who may call the endpoints.
+    pub auth: auth::Auth,
 }
 
 /// The response type of every handler.
@@ -62,23 +68,59 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     r
 }
 
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Longer than the limit.
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed mid-body.
+    #[error("reading request body: {0}")]
+    Read(String),
+}
+
 /// Reads a request body of at most `limit` bytes.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HttpResponse> {
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds {limit} bytes\n"),
-        )),
-        Err(e) => Err(text(
-            StatusCode::BAD_REQUEST,
-            format!("reading request body: {e}\n"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Err(e) => Err(BodyError::Read(e.to_string())),
     }
+}
+
+/// A request refused by one of the limits: counted, and answered with the
+/// setting to change.
+pub fn over_limit(
+    state: &AppState,
+    limit: Limit,
+    status: StatusCode,
+    reason: impl std::fmt::Display,
+) -> HttpResponse {
+    state.metrics.limit_rejected(limit);
+    text(status, format!("{reason} ({})\n", limit.field()))
+}
+
+/// Health probes stay open: orchestrators call them without credentials,
+/// and they reveal nothing.
+fn needs_auth(path: &str) -> bool {
+    !matches!(path, "/-/healthy" | "/-/ready")
 }
 
 async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
+    if needs_auth(req.uri().path())
+        && let Err(e) = state.auth.check(req.headers())
+    {
+        let mut response = text(StatusCode::UNAUTHORIZED, format!("{e}\n"));
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(state.auth.challenge()),
+        );
+        state
+            .metrics
+            .http_request("unauthorized", 401, started.elapsed().as_secs_f64());
+        return response;
+    }
     let (path, response): (&'static str, HttpResponse) = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/v1/read") => ("/api/v1/read", remote_read::handle(&state, req).await),
         (&Method::GET, "/federate") => ("/federate", federate::handle(&state, &req).await),
@@ -111,11 +153,12 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then drains
-/// in-flight requests for up to [`DRAIN_TIMEOUT`].
+/// Serves HTTP, or HTTPS with `tls`, on `listener` until `shutdown`
+/// completes, then drains in-flight requests for up to [`DRAIN_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -123,8 +166,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a connection failed");
                         continue;
@@ -135,10 +178,29 @@ pub async fn serve(
                     let state = Arc::clone(&state);
                     async move { Ok::<_, Infallible>(route(state, req).await) }
                 });
-                let connection = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let http = http1::Builder::new();
+                    let result = match tls {
+                        None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                        Some(acceptor) => {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => {
+                                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
             }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use hyper::StatusCode;
 use tokio::time::Instant;
 
+use crate::config::{Limit, Limits};
 use crate::forecast::{self, SyntheticSeries};
 use crate::labels::Matcher;
 use crate::series::{self, Catalog, SelectError};
@@ -27,6 +29,64 @@ pub enum QueryError {
     Upstream(#[from] UpstreamError),
     #[error("forecast task failed: {0}")]
     Internal(String),
+    #[error("the answer would hold more than {} = {allowed} {what}; narrow the selector or the time range", .limit.field())]
+    Limit {
+        limit: Limit,
+        allowed: usize,
+        what: &'static str,
+    },
+}
+
+impl QueryError {
+    /// The HTTP status that answers this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            QueryError::Select(_) | QueryError::Limit { .. } => StatusCode::BAD_REQUEST,
+            QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// What is left of one answer's allowance of series and samples
+/// (`limits.max_series_per_answer`, `limits.max_samples_per_answer`),
+/// spent before a family's model runs so that an oversized query costs
+/// one upstream read, not a forecast.
+pub struct Budget {
+    series: usize,
+    samples: usize,
+    limits: (usize, usize),
+}
+
+impl Budget {
+    /// The full allowance of one answer.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            series: limits.max_series_per_answer,
+            samples: limits.max_samples_per_answer,
+            limits: (limits.max_series_per_answer, limits.max_samples_per_answer),
+        }
+    }
+
+    fn spend(&mut self, series: usize, samples: usize) -> Result<(), QueryError> {
+        if series > self.series {
+            return Err(QueryError::Limit {
+                limit: Limit::Series,
+                allowed: self.limits.0,
+                what: "series",
+            });
+        }
+        if samples > self.samples {
+            return Err(QueryError::Limit {
+                limit: Limit::Samples,
+                allowed: self.limits.1,
+                what: "samples",
+            });
+        }
+        self.series -= series;
+        self.samples -= samples;
+        Ok(())
+    }
 }
 
 struct StateCatalog<'a>(&'a AppState);
@@ -52,12 +112,27 @@ pub async fn select(
     matchers: &[Matcher],
     times: &[i64],
     deadline: Instant,
+    budget: &mut Budget,
 ) -> Result<Vec<SyntheticSeries>, QueryError> {
     let selections = series::resolve(matchers, &StateCatalog(state))?;
     let mut all = Vec::new();
     for selection in selections {
         let family = selection.family.clone();
-        match tokio::time::timeout_at(deadline, select_family(state, selection, times)).await {
+        let answered =
+            tokio::time::timeout_at(deadline, select_family(state, selection, times, budget)).await;
+        match answered {
+            Ok(Err(QueryError::Limit {
+                limit,
+                allowed,
+                what,
+            })) => {
+                state.metrics.limit_rejected(limit);
+                return Err(QueryError::Limit {
+                    limit,
+                    allowed,
+                    what,
+                });
+            }
             Ok(series) => all.extend(series?),
             Err(_) => {
                 state.metrics.deadline_exceeded.inc();
@@ -79,6 +154,7 @@ async fn select_family(
     state: &AppState,
     selection: series::Selection,
     times: &[i64],
+    budget: &mut Budget,
 ) -> Result<Vec<SyntheticSeries>, QueryError> {
     let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
         return Ok(Vec::new());
@@ -105,6 +181,8 @@ async fn select_family(
     if history.is_empty() {
         return Ok(Vec::new());
     }
+    let series = history.len().saturating_mul(selection.outputs.len());
+    budget.spend(series, series.saturating_mul(times.len()))?;
     state.registry.ensure_trained(&selection.family);
     let cache = Arc::clone(&state.cache);
     let metrics = Arc::clone(&state.metrics);

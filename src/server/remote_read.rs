@@ -10,13 +10,15 @@ use hyper::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::chunks;
-use crate::codec::{self, CodecError, MAX_DECODED_BYTES};
+use crate::codec::{self, CodecError};
+use crate::config::{Limit, Limits};
+use crate::duration::PromDuration;
 use crate::forecast::{LOOKBACK_MS, SyntheticSeries, evaluation_times};
 use crate::labels::Matcher;
 use crate::prompb::{self, read_request::ResponseType};
 
-use super::query::{self, MAX_POINTS, QueryError};
-use super::{AppState, HttpResponse, read_body, text};
+use super::query::{self, Budget, MAX_POINTS};
+use super::{AppState, BodyError, HttpResponse, over_limit, read_body, text};
 
 /// Spacing of synthetic samples when the query gives no step (subqueries,
 /// range functions): well inside Prometheus's 5-minute lookback.
@@ -34,25 +36,33 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
             ),
         );
     }
-    let body = match read_body(req.into_body(), MAX_DECODED_BYTES).await {
+    let limits = &state.config.limits;
+    let body = match read_body(req.into_body(), limits.max_request_bytes).await {
         Ok(b) => b,
-        Err(response) => return response,
-    };
-    let request: prompb::ReadRequest = match codec::decode(&body, MAX_DECODED_BYTES) {
-        Ok(r) => r,
-        Err(e @ CodecError::TooLarge { .. }) => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"));
+        Err(e @ BodyError::TooLarge(_)) => {
+            return over_limit(state, Limit::RequestBytes, StatusCode::PAYLOAD_TOO_LARGE, e);
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    let request: prompb::ReadRequest = match codec::decode(&body, limits.max_decoded_bytes) {
+        Ok(r) => r,
+        Err(e @ CodecError::TooLarge { .. }) => {
+            return over_limit(state, Limit::DecodedBytes, StatusCode::PAYLOAD_TOO_LARGE, e);
+        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    if let Err((limit, reason)) = check_limits(limits, &request) {
+        return over_limit(state, limit, StatusCode::BAD_REQUEST, reason);
+    }
     let response_type = match negotiate(&request.accepted_response_types) {
         Ok(t) => t,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    let deadline = Instant::now() + state.config.limits.request_timeout.to_std();
+    let deadline = Instant::now() + limits.request_timeout.to_std();
+    let mut budget = Budget::new(limits);
     let mut answers = Vec::with_capacity(request.queries.len());
     for (i, q) in request.queries.iter().enumerate() {
-        match answer(state, q, deadline).await {
+        match answer(state, q, deadline, &mut budget).await {
             Ok(series) => answers.push(series),
             Err((status, reason)) => return text(status, format!("query {i}: {reason}\n")),
         }
@@ -112,6 +122,36 @@ fn encode_streamed(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
     out
 }
 
+/// The request-shape limits, checked before any work: how many queries,
+/// and how long a time range each.
+fn check_limits(limits: &Limits, request: &prompb::ReadRequest) -> Result<(), (Limit, String)> {
+    if request.queries.len() > limits.max_queries_per_request {
+        return Err((
+            Limit::Queries,
+            format!(
+                "{} queries in one request; at most {} are allowed",
+                request.queries.len(),
+                limits.max_queries_per_request
+            ),
+        ));
+    }
+    let max_range = limits.max_query_range.as_millis_i64();
+    for (i, q) in request.queries.iter().enumerate() {
+        let range = q.end_timestamp_ms.saturating_sub(q.start_timestamp_ms);
+        if range > max_range {
+            return Err((
+                Limit::QueryRange,
+                format!(
+                    "query {i}: time range {} is longer than {}",
+                    PromDuration::from_millis(range.unsigned_abs()),
+                    limits.max_query_range
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Picks the first response type in the client's list that promcast
 /// supports; an empty list means `SAMPLES`.
 fn negotiate(accepted: &[i32]) -> Result<ResponseType, String> {
@@ -128,6 +168,7 @@ async fn answer(
     state: &AppState,
     q: &prompb::Query,
     deadline: Instant,
+    budget: &mut Budget,
 ) -> Result<Vec<SyntheticSeries>, (StatusCode, String)> {
     let matchers = q
         .matchers
@@ -150,15 +191,11 @@ async fn answer(
         step_of(q),
         MAX_POINTS,
     );
-    query::select(state, &matchers, &times, deadline)
+    query::select(state, &matchers, &times, deadline, budget)
         .await
         .map_err(|e| {
-            let status = match e {
-                QueryError::Select(_) => StatusCode::BAD_REQUEST,
-                QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
-                QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            if status != StatusCode::BAD_REQUEST {
+            let status = e.status();
+            if status.is_server_error() {
                 tracing::warn!(error = %e, "remote read query failed");
             }
             (status, e.to_string())

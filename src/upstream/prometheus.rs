@@ -1,20 +1,30 @@
 //! Reading history from a Prometheus-compatible server: remote read for
-//! plain metrics (exact samples, cheap), the HTTP query API for PromQL
-//! expressions.
+//! plain metrics (exact samples, cheap; streamed XOR chunks where the server
+//! offers them, a fraction of the memory of plain samples for long
+//! histories), the HTTP query API for PromQL expressions.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::path::Path;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+};
 use serde::Deserialize;
 
 use super::{FamilySource, SourceSeries, UpstreamError};
+use crate::chunks;
 use crate::codec;
+use crate::config::{ConfigError, UpstreamConfig, read_secret};
 use crate::labels::{Labels, METRIC_NAME, Matcher};
-use crate::prompb;
+use crate::prompb::{self, read_request::ResponseType};
 
 /// Largest decompressed remote-read answer accepted from the upstream.
 const MAX_ANSWER_BYTES: usize = 1 << 30;
+/// Largest frame of a streamed answer (Prometheus's `chunked_read_limit`).
+const MAX_FRAME_BYTES: usize = 50_000_000;
+const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
 /// Prometheus refuses range queries over 11,000 points per series.
 const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
@@ -29,22 +39,26 @@ pub struct Client {
 pub enum ClientError {
     #[error("upstream.headers: invalid header {name:?}: {reason}")]
     Header { name: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] ConfigError),
+    #[error("upstream.tls_config.{field} ({path}): {reason}")]
+    Tls {
+        field: &'static str,
+        path: String,
+        reason: String,
+    },
     #[error("building the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://prometheus:9090`) sending `headers`
-    /// with every request.
-    pub fn new(
-        base: url::Url,
-        timeout: Duration,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Self, ClientError> {
+    /// A client for the upstream at `base` (e.g. `http://prometheus:9090`)
+    /// with `config`'s timeout, headers, credentials and TLS settings.
+    pub fn new(base: url::Url, config: &UpstreamConfig) -> Result<Self, ClientError> {
         let mut map = HeaderMap::new();
-        for (name, value) in headers {
+        let mut insert = |name: &str, value: &str| {
             let header_error = |reason: String| ClientError::Header {
-                name: name.clone(),
+                name: name.to_owned(),
                 reason,
             };
             let n =
@@ -52,13 +66,56 @@ impl Client {
             let mut v = HeaderValue::from_str(value).map_err(|e| header_error(e.to_string()))?;
             v.set_sensitive(true);
             map.insert(n, v);
+            Ok::<_, ClientError>(())
+        };
+        for (name, value) in &config.headers {
+            insert(name, value)?;
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        if let Some(a) = &config.authorization {
+            let credentials = read_secret(
+                &a.credentials_file,
+                "upstream.authorization.credentials_file",
+            )?;
+            insert(AUTHORIZATION.as_str(), &format!("{} {credentials}", a.kind))?;
+        }
+        if let Some(b) = &config.basic_auth {
+            let password = read_secret(&b.password_file, "upstream.basic_auth.password_file")?;
+            let pair = STANDARD.encode(format!("{}:{password}", b.username));
+            insert(AUTHORIZATION.as_str(), &format!("Basic {pair}"))?;
+        }
+        let tls = &config.tls_config;
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.timeout.to_std())
             .default_headers(map)
             .user_agent(concat!("promcast/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { http, base })
+            .danger_accept_invalid_certs(tls.insecure_skip_verify);
+        if let Some(ca) = &tls.ca_file {
+            let pem = read_pem(ca, "ca_file")?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::Tls {
+                    field: "ca_file",
+                    path: ca.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            let mut pem = read_pem(cert, "cert_file")?;
+            pem.extend(read_pem(key, "key_file")?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::Tls {
+                field: "cert_file",
+                path: cert.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.identity(identity);
+        }
+        Ok(Self {
+            http: builder.build()?,
+            base,
+        })
     }
 
     fn endpoint(&self, path: &str) -> url::Url {
@@ -101,7 +158,10 @@ impl Client {
                 matchers,
                 hints: None,
             }],
-            accepted_response_types: vec![prompb::read_request::ResponseType::Samples as i32],
+            accepted_response_types: vec![
+                ResponseType::StreamedXorChunks as i32,
+                ResponseType::Samples as i32,
+            ],
         };
         let response = self
             .http
@@ -112,7 +172,14 @@ impl Client {
             .body(codec::encode(&request))
             .send()
             .await?;
+        let streamed = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(STREAMED_CONTENT_TYPE.as_bytes()));
         let body = checked(response).await?;
+        if streamed {
+            return decode_streamed(&body, start_ms, end_ms);
+        }
         let answer: prompb::ReadResponse = codec::decode(&body, MAX_ANSWER_BYTES)
             .map_err(|e| UpstreamError::Decode(e.to_string()))?;
         Ok(answer
@@ -120,12 +187,7 @@ impl Client {
             .into_iter()
             .flat_map(|r| r.timeseries)
             .map(|ts| SourceSeries {
-                labels: ts
-                    .labels
-                    .into_iter()
-                    .filter(|l| l.name != METRIC_NAME)
-                    .map(|l| (l.name, l.value))
-                    .collect(),
+                labels: source_labels(ts.labels),
                 samples: ts
                     .samples
                     .into_iter()
@@ -193,6 +255,62 @@ impl Client {
     }
 }
 
+/// A `STREAMED_XOR_CHUNKS` answer as source series. The server sends whole
+/// chunks, which may reach outside the asked range, and may split a long
+/// series over consecutive frames.
+fn decode_streamed(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<SourceSeries>, UpstreamError> {
+    let decode_error = |e: chunks::ChunkError| UpstreamError::Decode(e.to_string());
+    let mut out: Vec<SourceSeries> = Vec::new();
+    for frame in chunks::read_frames(body, MAX_FRAME_BYTES).map_err(decode_error)? {
+        for series in frame.chunked_series {
+            let labels = source_labels(series.labels);
+            let mut samples = Vec::new();
+            for chunk in series.chunks {
+                if chunk.r#type != prompb::chunk::Encoding::Xor as i32 {
+                    return Err(UpstreamError::Decode(format!(
+                        "series {labels:?} has chunks of encoding {}: only float (XOR) series can be forecast; \
+                         configure an `expr` such as histogram_quantile(...) for native histograms",
+                        chunk.r#type
+                    )));
+                }
+                let decoded = chunks::decode_xor(&chunk.data).map_err(decode_error)?;
+                samples.extend(
+                    decoded
+                        .into_iter()
+                        .filter(|(t, _)| (start_ms..=end_ms).contains(t)),
+                );
+            }
+            match out.last_mut() {
+                Some(last) if last.labels == labels => last.samples.extend(samples),
+                _ => out.push(SourceSeries { labels, samples }),
+            }
+        }
+    }
+    out.retain(|s| !s.samples.is_empty());
+    Ok(out)
+}
+
+/// A series' labels without the metric name, which the family implies.
+fn source_labels(labels: Vec<prompb::Label>) -> Labels {
+    labels
+        .into_iter()
+        .filter(|l| l.name != METRIC_NAME)
+        .map(|l| (l.name, l.value))
+        .collect()
+}
+
+fn read_pem(path: &Path, field: &'static str) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::Tls {
+        field,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// The body of a successful response, or the error it stands for.
 async fn checked(response: reqwest::Response) -> Result<bytes::Bytes, UpstreamError> {
     let status = response.status();
@@ -224,4 +342,70 @@ struct QueryData {
 struct MatrixSeries {
     metric: Labels,
     values: Vec<(f64, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(name: &str, value: &str) -> prompb::Label {
+        prompb::Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn frame(out: &mut Vec<u8>, instance: &str, samples: &[(i64, f64)]) {
+        let message = prompb::ChunkedReadResponse {
+            chunked_series: vec![prompb::ChunkedSeries {
+                labels: vec![label(METRIC_NAME, "m"), label("instance", instance)],
+                chunks: chunks::chunk_series(samples),
+            }],
+            query_index: 0,
+        };
+        chunks::write_frame(out, &message);
+    }
+
+    /// A series split over two frames comes back whole, samples of whole
+    /// chunks outside the asked range are dropped (and with them a series
+    /// left empty), and the metric name goes.
+    #[test]
+    fn streamed_answers_merge_frames_and_trim_chunks() {
+        let a: Vec<(i64, f64)> = (0..300).map(|i| (i * 1000, i as f64)).collect();
+        let b = [(5_000, 1.5), (6_000, 2.5)];
+        let mut body = Vec::new();
+        frame(&mut body, "a", &a[..200]);
+        frame(&mut body, "a", &a[200..]);
+        frame(&mut body, "b", &b);
+        let series = decode_streamed(&body, 10_000, 250_000).unwrap();
+        assert_eq!(series.len(), 1, "b has no sample in range: {series:?}");
+        assert_eq!(
+            series[0].labels,
+            Labels::from([("instance".into(), "a".into())])
+        );
+        assert_eq!(series[0].samples, a[10..=250]);
+    }
+
+    #[test]
+    fn streamed_histograms_and_corrupt_frames_are_errors() {
+        let mut body = Vec::new();
+        let mut message = prompb::ChunkedReadResponse {
+            chunked_series: vec![prompb::ChunkedSeries {
+                labels: vec![label(METRIC_NAME, "h")],
+                chunks: chunks::chunk_series(&[(1, 1.0)]),
+            }],
+            query_index: 0,
+        };
+        message.chunked_series[0].chunks[0].r#type = prompb::chunk::Encoding::Histogram as i32;
+        chunks::write_frame(&mut body, &message);
+        let err = decode_streamed(&body, 0, 10).unwrap_err().to_string();
+        assert!(err.contains("histogram"), "{err}");
+
+        let mut body = Vec::new();
+        frame(&mut body, "a", &[(1, 1.0)]);
+        let last = body.len() - 1;
+        body[last] ^= 0xff;
+        let err = decode_streamed(&body, 0, 10).unwrap_err();
+        assert!(matches!(err, UpstreamError::Decode(_)), "{err}");
+    }
 }

@@ -1,0 +1,653 @@
+//! The remote-read protocol under stress: malformed requests, both answer
+//! types, a silent, failing or garbage-answering upstream, and 200
+//! concurrent clients. Each test starts a promcast of its own.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use promcast::prompb;
+use prost::Message as _;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+#[allow(dead_code)]
+mod common;
+
+use common::*;
+// ---------------------------------------------------------------------------
+// Bad-input test
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_read_rejects_malformed_input_and_keeps_serving() {
+    // No upstream: nothing listens on this port once the listener is dropped.
+    let upstream_port = free_port();
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), PROMCAST_CONFIG).await;
+
+    let valid = read_request(&[
+        matcher(MATCH_EQ, "__name__", PREDICTED),
+        matcher(MATCH_EQ, "horizon", "1h"),
+        matcher(MATCH_RE, "instance", "a|b|c"),
+        matcher(MATCH_EQ, "job", "node"),
+    ]);
+    let valid_snappy = snappy(&valid.encode_to_vec());
+    let mut rng = StdRng::seed_from_u64(7);
+    // 0x0F is field 1 with wire type 7, which does not exist: never protobuf.
+    let mut not_protobuf = vec![0x0F_u8; 256];
+    rng.fill(&mut not_protobuf[1..]);
+    let bad_regex = read_request(&[matcher(MATCH_RE, "__name__", "predicted_(")]);
+
+    let cases: [(&str, Vec<u8>, &[u16]); 5] = [
+        (
+            "garbage bytes",
+            b"\xff\xfe this is neither snappy nor protobuf \x00\x01".to_vec(),
+            &[400],
+        ),
+        (
+            "truncated snappy ReadRequest",
+            valid_snappy[..valid_snappy.len() / 2].to_vec(),
+            &[400],
+        ),
+        (
+            "snappy of non-protobuf bytes",
+            snappy(&not_protobuf),
+            &[400],
+        ),
+        (
+            "snappy header declaring 2 GiB",
+            vec![0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 0x01, 0x02, 0x03],
+            &[400, 413],
+        ),
+        (
+            "invalid regex matcher",
+            snappy(&bad_regex.encode_to_vec()),
+            &[400],
+        ),
+    ];
+    for (what, body, allowed) in cases {
+        let (status, body) = post_read(&client, &base, body)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e}{}", log_section(&promcast)));
+        let text = String::from_utf8(body.clone()).unwrap_or_default();
+        println!("{what}: HTTP {status}: {}", text.trim());
+        assert!(
+            allowed.contains(&status),
+            "{what}: expected HTTP {allowed:?}, got {status} ({:?}){}",
+            String::from_utf8_lossy(&body),
+            log_section(&promcast)
+        );
+        assert!(
+            !text.trim().is_empty(),
+            "{what}: the error body must be a non-empty text reason, got {body:?}{}",
+            log_section(&promcast)
+        );
+    }
+
+    assert_eq!(
+        get_status(&client, &format!("{base}/-/healthy")).await,
+        Some(200),
+        "promcast must stay healthy after bad input{}",
+        log_section(&promcast)
+    );
+
+    // A valid request for a plain metric: one (empty) result, SAMPLES format.
+    let up = read_request(&[matcher(MATCH_EQ, "__name__", "up")]);
+    let (status, content_type, body) = post_read_typed(&client, &base, &up).await;
+    assert_eq!(
+        status,
+        200,
+        "read request for up: {:?}{}",
+        String::from_utf8_lossy(&body),
+        log_section(&promcast)
+    );
+    assert!(
+        content_type.starts_with("application/x-protobuf"),
+        "a SAMPLES answer is application/x-protobuf, got {content_type:?}"
+    );
+    let decoded = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("the answer must be snappy block format");
+    let answer = prompb::ReadResponse::decode(decoded.as_slice())
+        .expect("the answer must be a protobuf ReadResponse");
+    assert_eq!(answer.results.len(), 1, "one result per query: {answer:?}");
+    assert!(
+        answer.results[0].timeseries.is_empty(),
+        "a non-synthetic selector gets no series: {answer:?}"
+    );
+
+    // A synthetic selector needs the upstream, which is down: a 5xx with the
+    // reason (Prometheus shows it as a query warning), and the server lives on.
+    let (status, body) = post_read(&client, &base, valid_snappy.clone())
+        .await
+        .unwrap_or_else(|e| panic!("synthetic read failed: {e}{}", log_section(&promcast)));
+    let reason = String::from_utf8_lossy(&body).to_string();
+    assert!(
+        (500..600).contains(&status) && reason.contains("upstream"),
+        "a synthetic read with the upstream down must fail with a reason, got {status} {reason:?}{}",
+        log_section(&promcast)
+    );
+    assert_eq!(
+        get_status(&client, &format!("{base}/-/healthy")).await,
+        Some(200),
+        "promcast must stay healthy while its upstream is down{}",
+        log_section(&promcast)
+    );
+
+    // The rejections and the upstream failure are visible in promcast's own metrics.
+    let (status, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /metrics failed: {e}{}", log_section(&promcast)));
+    assert_eq!(status, 200, "GET /metrics{}", log_section(&promcast));
+    let rejected = metric_sum(&metrics, "promcast_http_requests_total", &["code=\"400\""]);
+    assert!(
+        rejected >= 4.0,
+        "promcast_http_requests_total{{code=\"400\"}} must count the rejected reads, got \
+         {rejected}:\n{metrics}"
+    );
+    let upstream_errors = metric_sum(&metrics, "promcast_upstream_errors_total", &[]);
+    assert!(
+        upstream_errors >= 1.0,
+        "promcast_upstream_errors_total must count the failed upstream read, got \
+         {upstream_errors}:\n{metrics}"
+    );
+}
+
+/// promcast's STREAMED_XOR_CHUNKS answer (chosen because the client lists it
+/// first) carries exactly the samples of its SAMPLES answer, one series per
+/// frame. Served from the embedded demo: no upstream needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_chunks_carry_the_samples_answer() {
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(None, PROMCAST_CONFIG).await;
+
+    let end = now_ms() / 60_000 * 60_000;
+    let query = |name: &str, types: Vec<i32>| prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: end - 6 * HOUR * 1000,
+            end_timestamp_ms: end,
+            matchers: vec![matcher(MATCH_EQ, "__name__", name)],
+            hints: Some(prompb::ReadHints {
+                step_ms: 60_000,
+                ..Default::default()
+            }),
+        }],
+        accepted_response_types: types,
+    };
+    let name = "predicted_demo_cpu_usage_percent";
+    // The demo trains in the background: retry if its model switched from the
+    // baseline to the LSTM between the reads being compared.
+    let mut compared = false;
+    for _ in 0..3 {
+        let (_, _, first) = post_read_typed(&client, &base, &query(name, vec![SAMPLES])).await;
+        let (status, content_type, streamed) =
+            post_read_typed(&client, &base, &query(name, vec![STREAMED, SAMPLES])).await;
+        let (_, _, last) = post_read_typed(&client, &base, &query(name, vec![SAMPLES])).await;
+        assert_eq!(status, 200, "streamed read{}", log_section(&promcast));
+        assert_eq!(
+            content_type,
+            "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+        );
+        let (first, last) = (decode_samples_answer(&first), decode_samples_answer(&last));
+        if first != last {
+            continue;
+        }
+        let streamed = decode_streamed_answer(&streamed, false);
+        assert_eq!(streamed.len(), 9, "3 instances × 3 horizons");
+        assert!(
+            streamed.values().all(|s| s.len() == 361),
+            "a sample per minute for 6 h"
+        );
+        assert_eq!(streamed, first, "streamed and SAMPLES answers must agree");
+        compared = true;
+        break;
+    }
+    assert!(
+        compared,
+        "the demo's predictor kept changing{}",
+        log_section(&promcast)
+    );
+
+    // A non-synthetic selector streams nothing at all: no empty frames.
+    let (status, _, body) = post_read_typed(&client, &base, &query("up", vec![STREAMED])).await;
+    assert_eq!((status, body.len()), (200, 0));
+}
+
+/// An upstream that accepts connections and never answers: promcast must
+/// answer at its request deadline, well before Prometheus's remote_timeout,
+/// and count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_is_cut_off_at_the_request_deadline() {
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
+    let upstream_port = silent.local_addr().expect("silent upstream address").port();
+    // Holds accepted connections open without a byte of answer; the thread
+    // ends with the test process.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 2s\n");
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    let started = Instant::now();
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200, "{}", log_section(&promcast));
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered after {elapsed:?}, not at the 2 s deadline{}",
+        log_section(&promcast)
+    );
+    assert!(
+        decode_samples_answer(&body).is_empty(),
+        "nothing was computed in time"
+    );
+    let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    let cut = metric_sum(&metrics, "promcast_request_deadline_exceeded_total", &[]);
+    assert!(cut >= 1.0, "the cut-off must be counted:\n{metrics}");
+}
+
+/// An upstream that fails (HTTP 500, then a body that is not a remote-read
+/// answer) and then recovers: every failure is a 502 with its reason and a
+/// counted error, and promcast serves again as soon as the upstream does,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_upstream_is_reported_and_recovered_from() {
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the faulty upstream");
+    let upstream_port = upstream
+        .local_addr()
+        .expect("faulty upstream address")
+        .port();
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(FAULT_500));
+    let serving = std::sync::Arc::clone(&mode);
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().take(256).flatten() {
+            serve_faulty(stream, serving.load(std::sync::atomic::Ordering::SeqCst));
+        }
+    });
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), PROMCAST_CONFIG).await;
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+
+    for (fault, reason, kind) in [
+        (FAULT_500, "HTTP 500", "status"),
+        (FAULT_GARBAGE, "could not be decoded", "decode"),
+    ] {
+        mode.store(fault, std::sync::atomic::Ordering::SeqCst);
+        let (status, _, body) = post_read_typed(&client, &base, &request).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 502 && text.contains(reason),
+            "upstream fault {kind}: expected 502 naming {reason:?}, got {status} {text:?}{}",
+            log_section(&promcast)
+        );
+        let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+            .await
+            .expect("GET /metrics");
+        let counted = metric_sum(
+            &metrics,
+            "promcast_upstream_errors_total",
+            &[&format!("kind=\"{kind}\"")],
+        );
+        assert!(counted >= 1.0, "{kind} errors must be counted:\n{metrics}");
+    }
+
+    mode.store(FAULT_NONE, std::sync::atomic::Ordering::SeqCst);
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    assert_eq!(status, 200, "{}", log_section(&promcast));
+    let answer = decode_samples_answer(&body);
+    assert_eq!(
+        answer.len(),
+        3,
+        "after recovery: one series per configured horizon: {answer:?}{}",
+        log_section(&promcast)
+    );
+}
+
+/// What the faulty upstream answers.
+const FAULT_NONE: u8 = 0;
+const FAULT_500: u8 = 1;
+const FAULT_GARBAGE: u8 = 2;
+
+/// Answers one HTTP request on `stream` as the faulty upstream: an error,
+/// garbage, or a real remote-read answer with one series of the test
+/// metric sampled every minute over the requested range.
+fn serve_faulty(mut stream: std::net::TcpStream, mode: u8) {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    let body_start = loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while request.len() < body_start + length {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let (status, body) = match mode {
+        FAULT_500 => ("500 Internal Server Error", b"boom".to_vec()),
+        FAULT_GARBAGE => ("200 OK", b"<html>not a remote-read answer</html>".to_vec()),
+        _ => (
+            "200 OK",
+            snappy(&faulty_answer(&request[body_start..]).encode_to_vec()),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+/// The healthy upstream's answer to a remote-read request body.
+fn faulty_answer(body: &[u8]) -> prompb::ReadResponse {
+    let request = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .ok()
+        .and_then(|raw| prompb::ReadRequest::decode(raw.as_slice()).ok())
+        .unwrap_or_default();
+    let results = request
+        .queries
+        .iter()
+        .map(|q| {
+            let wanted = q
+                .matchers
+                .iter()
+                .any(|m| m.name == "__name__" && m.value == METRIC);
+            let first = (q.start_timestamp_ms / 60_000 + 1) * 60_000;
+            let samples = (first..=q.end_timestamp_ms)
+                .step_by(60_000)
+                .map(|t| prompb::Sample {
+                    value: 50.0 + (t as f64 / 3.6e6).sin(),
+                    timestamp: t,
+                })
+                .collect();
+            prompb::QueryResult {
+                timeseries: if wanted {
+                    vec![prompb::TimeSeries {
+                        labels: vec![
+                            prompb::Label {
+                                name: "__name__".into(),
+                                value: METRIC.into(),
+                            },
+                            prompb::Label {
+                                name: "instance".into(),
+                                value: "x".into(),
+                            },
+                        ],
+                        samples,
+                    }]
+                } else {
+                    Vec::new()
+                },
+            }
+        })
+        .collect();
+    prompb::ReadResponse { results }
+}
+
+/// 200 concurrent clients send a mix of synthetic and plain remote reads
+/// over several demo families for a bounded time: every answer must be a
+/// decodable 200. Prints throughput and latency percentiles.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_remote_reads_all_succeed() {
+    const CLIENTS: usize = 200;
+    const PER_CLIENT: usize = 40;
+    const DURATION: Duration = Duration::from_secs(8);
+    let Standalone {
+        _dir,
+        mut promcast,
+        client,
+        base,
+    } = Standalone::start(None, PROMCAST_CONFIG).await;
+
+    let end = now_ms();
+    let query = |name: &str, span_ms: i64, step_ms: i64| prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: end - span_ms,
+            end_timestamp_ms: end,
+            matchers: vec![matcher(MATCH_EQ, "__name__", name)],
+            hints: Some(prompb::ReadHints {
+                step_ms,
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    };
+    let bodies: Vec<Vec<u8>> = [
+        query("predicted_demo_cpu_usage_percent", 300_000, 0),
+        query(
+            "anomaly_score_demo_http_request_duration_seconds_p99",
+            3_600_000,
+            60_000,
+        ),
+        query("predicted_upper_demo_filesystem_avail_bytes", 300_000, 0),
+        query("predicted_demo_memory_used_bytes", 3_600_000, 60_000),
+        query("up", 300_000, 0),
+        query("node_cpu_seconds_total", 3_600_000, 15_000),
+    ]
+    .iter()
+    .map(|r| snappy(&r.encode_to_vec()))
+    .collect();
+    let bodies = std::sync::Arc::new(bodies);
+    let started = Instant::now();
+    let deadline = started + DURATION;
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for c in 0..CLIENTS {
+        let client = client.clone();
+        let base = base.clone();
+        let bodies = std::sync::Arc::clone(&bodies);
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for i in 0..PER_CLIENT {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let body = bodies[(c + i) % bodies.len()].clone();
+                let sent = Instant::now();
+                let outcome = match post_read(&client, &base, body).await {
+                    Ok((200, answer)) => snap::raw::Decoder::new()
+                        .decompress_vec(&answer)
+                        .ok()
+                        .and_then(|raw| prompb::ReadResponse::decode(raw.as_slice()).ok())
+                        .map(|_| ())
+                        .ok_or_else(|| "undecodable answer".to_owned()),
+                    Ok((status, answer)) => Err(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&answer)
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                results.push((sent.elapsed(), outcome));
+            }
+            results
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for task in tasks {
+        for (latency, outcome) in task.await.expect("client task") {
+            latencies.push(latency);
+            if let Err(e) = outcome {
+                errors.push(e);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "{} requests from {CLIENTS} clients in {elapsed:.1?}: {:.0} req/s, p50 {:.1?}, p99 {:.1?}, {} errors",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        errors.len()
+    );
+    assert!(
+        latencies.len() >= CLIENTS,
+        "every client got at least one answer"
+    );
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed, e.g. {:?}{}",
+        errors.len(),
+        latencies.len(),
+        &errors[..errors.len().min(3)],
+        log_section(&promcast)
+    );
+    assert_eq!(promcast.exited(), None, "promcast survived the load");
+}
+
+// ---------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------
+
+/// Every request-shape and answer-size limit refuses with a 4xx that names
+/// its setting, counts the refusal, and leaves promcast serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_refuse_oversized_requests_by_name() {
+    const CONFIG: &str = "\
+limits:
+  max_request_bytes: 2000
+  max_queries_per_request: 2
+  max_query_range: 1d
+  max_series_per_answer: 4
+  max_samples_per_answer: 1000
+";
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(None, CONFIG).await;
+    let family = "predicted_demo_cpu_usage_percent";
+    let one_hour = |range_ms: i64| {
+        let mut r = read_request(&[
+            matcher(MATCH_EQ, "__name__", family),
+            matcher(MATCH_EQ, "horizon", "1h"),
+        ]);
+        r.queries[0].start_timestamp_ms = r.queries[0].end_timestamp_ms - range_ms;
+        r
+    };
+    let hour_ms = 3_600_000;
+
+    let mut noise = vec![0u8; 4000];
+    StdRng::seed_from_u64(11).fill(&mut noise[..]);
+    let mut huge = read_request(&[matcher(MATCH_EQ, "__name__", family)]);
+    huge.queries[0]
+        .matchers
+        .push(matcher(MATCH_EQ, "instance", &hex(&noise)));
+    let mut three_queries = one_hour(hour_ms);
+    three_queries.queries = vec![three_queries.queries[0].clone(); 3];
+    let cases: [(&str, prompb::ReadRequest, u16, &str, &str); 5] = [
+        (
+            "a 8 kB body",
+            huge,
+            413,
+            "request_bytes",
+            "limits.max_request_bytes",
+        ),
+        (
+            "three queries",
+            three_queries,
+            400,
+            "queries",
+            "limits.max_queries_per_request",
+        ),
+        (
+            "a two-day range",
+            one_hour(48 * hour_ms),
+            400,
+            "query_range",
+            "limits.max_query_range",
+        ),
+        (
+            "nine series (3 instances x 3 horizons)",
+            read_request(&[matcher(MATCH_EQ, "__name__", family)]),
+            400,
+            "series",
+            "limits.max_series_per_answer",
+        ),
+        (
+            "3 series x 720 minutes",
+            one_hour(12 * hour_ms),
+            400,
+            "samples",
+            "limits.max_samples_per_answer",
+        ),
+    ];
+    for (what, request, want, _, field) in &cases {
+        let (status, body) = post_read(&client, &base, snappy(&request.encode_to_vec()))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e}{}", log_section(&promcast)));
+        let reason = String::from_utf8_lossy(&body);
+        println!("{what}: HTTP {status}: {}", reason.trim());
+        assert_eq!(status, *want, "{what}: {reason}{}", log_section(&promcast));
+        assert!(
+            reason.contains(field),
+            "{what}: the reason must name {field}: {reason}"
+        );
+    }
+
+    // Within every limit: answered.
+    let (status, _, body) = post_read_typed(&client, &base, &one_hour(hour_ms)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(decode_samples_answer(&body).len(), 3);
+
+    let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    for (what, _, _, label, _) in &cases {
+        let counted = metric_sum(
+            &metrics,
+            "promcast_limit_rejections_total",
+            &[&format!("limit=\"{label}\"")],
+        );
+        assert_eq!(counted, 1.0, "{what} counted once under limit={label:?}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
