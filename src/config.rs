@@ -84,6 +84,16 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit, so that each counter exists at 0 from the start.
+    pub const ALL: [Limit; 6] = [
+        Limit::RequestBytes,
+        Limit::DecodedBytes,
+        Limit::Queries,
+        Limit::QueryRange,
+        Limit::Series,
+        Limit::Samples,
+    ];
+
     /// The short label used in `/metrics`.
     pub fn label(self) -> &'static str {
         match self {

@@ -160,6 +160,16 @@ impl Metrics {
             "Requests refused by one of the limits: settings",
             limit_rejections.clone(),
         );
+        // Every label value exists at 0 from the start, so that rate() and
+        // alert rules see a counter before its first increment.
+        for limit in crate::config::Limit::ALL {
+            let _ = limit_rejections.get_or_create(&LimitLabel {
+                limit: limit.label(),
+            });
+        }
+        for result in ["success", "failure"] {
+            let _ = training_runs.get_or_create(&ResultLabel { result });
+        }
         Self {
             registry,
             deadline_exceeded,
@@ -185,6 +195,13 @@ impl Metrics {
         self.http_duration
             .get_or_create(&PathLabel { path })
             .observe(seconds);
+    }
+
+    /// Makes the upstream error counters of `kinds` exist at 0.
+    pub fn init_upstream_errors(&self, kinds: &[&'static str]) {
+        for &kind in kinds {
+            let _ = self.upstream_errors.get_or_create(&KindLabel { kind });
+        }
     }
 
     /// Records a failed upstream read.
@@ -331,6 +348,15 @@ mod tests {
         );
         assert!(
             text.contains(r#"promcast_training_runs_total{result="success"} 1"#),
+            "{text}"
+        );
+        // Counters that never moved still exist, at 0.
+        assert!(
+            text.contains(r#"promcast_training_runs_total{result="failure"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"promcast_limit_rejections_total{limit="samples"} 0"#),
             "{text}"
         );
     }

@@ -442,17 +442,13 @@ async fn concurrent_remote_reads_all_succeed() {
     } = Standalone::start(None, PROMCAST_CONFIG).await;
 
     let end = now_ms();
-    let query = |name: &str, span_ms: i64, step_ms: i64| prompb::ReadRequest {
-        queries: vec![prompb::Query {
-            start_timestamp_ms: end - span_ms,
-            end_timestamp_ms: end,
-            matchers: vec![matcher(MATCH_EQ, "__name__", name)],
-            hints: Some(prompb::ReadHints {
-                step_ms,
-                ..Default::default()
-            }),
-        }],
-        ..Default::default()
+    let query = |name: &str, span_ms: i64, step_ms: i64| {
+        read_range(
+            &[matcher(MATCH_EQ, "__name__", name)],
+            end,
+            span_ms,
+            step_ms,
+        )
     };
     let bodies: Vec<Vec<u8>> = [
         query("predicted_demo_cpu_usage_percent", 300_000, 0),
@@ -469,61 +465,11 @@ async fn concurrent_remote_reads_all_succeed() {
     .iter()
     .map(|r| snappy(&r.encode_to_vec()))
     .collect();
-    let bodies = std::sync::Arc::new(bodies);
-    let started = Instant::now();
-    let deadline = started + DURATION;
-    let mut tasks = Vec::with_capacity(CLIENTS);
-    for c in 0..CLIENTS {
-        let client = client.clone();
-        let base = base.clone();
-        let bodies = std::sync::Arc::clone(&bodies);
-        tasks.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            for i in 0..PER_CLIENT {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let body = bodies[(c + i) % bodies.len()].clone();
-                let sent = Instant::now();
-                let outcome = match post_read(&client, &base, body).await {
-                    Ok((200, answer)) => snap::raw::Decoder::new()
-                        .decompress_vec(&answer)
-                        .ok()
-                        .and_then(|raw| prompb::ReadResponse::decode(raw.as_slice()).ok())
-                        .map(|_| ())
-                        .ok_or_else(|| "undecodable answer".to_owned()),
-                    Ok((status, answer)) => Err(format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&answer)
-                    )),
-                    Err(e) => Err(e.to_string()),
-                };
-                results.push((sent.elapsed(), outcome));
-            }
-            results
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = Vec::new();
-    for task in tasks {
-        for (latency, outcome) in task.await.expect("client task") {
-            latencies.push(latency);
-            if let Err(e) = outcome {
-                errors.push(e);
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-    println!(
-        "{} requests from {CLIENTS} clients in {elapsed:.1?}: {:.0} req/s, p50 {:.1?}, p99 {:.1?}, {} errors",
-        latencies.len(),
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-        errors.len()
-    );
+    let report = drive_load(&client, &base, bodies, CLIENTS, PER_CLIENT, DURATION).await;
+    println!("{}", report.summary());
+    let LoadReport {
+        latencies, errors, ..
+    } = report;
     assert!(
         latencies.len() >= CLIENTS,
         "every client got at least one answer"

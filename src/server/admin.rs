@@ -1,7 +1,5 @@
-//! Operational endpoints: liveness, readiness, own metrics, model status,
-//! and a small index page.
+//! Operational endpoints: liveness, readiness, own metrics, model status.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use hyper::StatusCode;
@@ -43,20 +41,4 @@ pub fn models(state: &AppState) -> HttpResponse {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
-}
-
-/// `GET /`: what this server is and where to look.
-pub fn index(state: &AppState) -> HttpResponse {
-    let mut out = String::from(
-        "promcast: LSTM forecasts and anomaly scores as Prometheus series\n\n\
-         POST /api/v1/read      Prometheus remote read (add to remote_read with read_recent: true)\n\
-         GET  /federate         latest synthetic values, ?match[]=<selector>\n\
-         GET  /api/v1/models    model state per family\n\
-         GET  /metrics          promcast's own metrics\n\
-         GET  /-/healthy, /-/ready\n\nfamilies:\n",
-    );
-    for s in state.registry.statuses() {
-        let _ = writeln!(out, "  {:<40} {:?} v{}", s.family, s.state, s.version);
-    }
-    text(StatusCode::OK, out)
 }

@@ -4,9 +4,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod chart;
 pub mod federate;
 pub mod query;
 pub mod remote_read;
+pub mod status;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -128,7 +130,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
         (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(&state)),
         (&Method::GET, "/metrics") => ("/metrics", admin::metrics(&state)),
         (&Method::GET, "/api/v1/models") => ("/api/v1/models", admin::models(&state)),
-        (&Method::GET, "/") => ("/", admin::index(&state)),
+        (&Method::GET, "/") => ("/", status::page(&state).await),
         (
             _,
             "/api/v1/read" | "/federate" | "/-/healthy" | "/-/ready" | "/metrics"

@@ -149,6 +149,18 @@ pub async fn select(
     Ok(all)
 }
 
+/// What to read from the upstream for `family`.
+pub fn family_source<'a>(state: &'a AppState, family: &'a str) -> FamilySource<'a> {
+    FamilySource {
+        name: family,
+        expr: state.config.series(family).and_then(|s| s.expr.as_deref()),
+        step_ms: state
+            .config
+            .step(family)
+            .map_or(EXPR_STEP_MS, |s| s.as_millis_i64()),
+    }
+}
+
 /// One family's part of [`select`].
 async fn select_family(
     state: &AppState,
@@ -160,19 +172,10 @@ async fn select_family(
         return Ok(Vec::new());
     };
     let predictor = state.registry.predictor(&selection.family);
-    let configured = state.config.series(&selection.family);
-    let source = FamilySource {
-        name: &selection.family,
-        expr: configured.and_then(|s| s.expr.as_deref()),
-        step_ms: state
-            .config
-            .step(&selection.family)
-            .map_or(EXPR_STEP_MS, |s| s.as_millis_i64()),
-    };
     let history = state
         .upstream
         .fetch(
-            source,
+            family_source(state, &selection.family),
             &selection.source_matchers,
             first - predictor.history_ms(),
             last,

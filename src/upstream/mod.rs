@@ -5,7 +5,7 @@
 pub mod demo;
 pub mod prometheus;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::labels::{Labels, Matcher};
 use crate::series::is_synthetic;
@@ -67,6 +67,17 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 impl UpstreamError {
+    /// Every value [`UpstreamError::kind`] returns.
+    pub const KINDS: [&'static str; 7] = [
+        "timeout",
+        "connect",
+        "http",
+        "status",
+        "decode",
+        "query",
+        "synthetic",
+    ];
+
     /// A short, bounded label for `/metrics`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -85,6 +96,8 @@ impl UpstreamError {
 pub struct Upstream {
     backend: Backend,
     metrics: Arc<Metrics>,
+    /// The most recent failure (unix ms, message), for the status page.
+    last_error: Mutex<Option<(i64, String)>>,
 }
 
 enum Backend {
@@ -95,17 +108,21 @@ enum Backend {
 impl Upstream {
     /// A Prometheus-compatible upstream.
     pub fn prometheus(client: prometheus::Client, metrics: Arc<Metrics>) -> Self {
+        metrics.init_upstream_errors(&UpstreamError::KINDS);
         Self {
             backend: Backend::Prometheus(client),
             metrics,
+            last_error: Mutex::new(None),
         }
     }
 
     /// The embedded demo upstream.
     pub fn demo(metrics: Arc<Metrics>) -> Self {
+        metrics.init_upstream_errors(&UpstreamError::KINDS);
         Self {
             backend: Backend::Demo(demo::Demo),
             metrics,
+            last_error: Mutex::new(None),
         }
     }
 
@@ -142,8 +159,29 @@ impl Upstream {
             }
             Err(e) => {
                 self.metrics.upstream_error(e.kind());
+                *self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((crate::calendar::now_ms(), e.to_string()));
                 Err(e)
             }
+        }
+    }
+
+    /// The most recent failed read: when (unix ms) and why.
+    pub fn last_error(&self) -> Option<(i64, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Where history comes from, for people: the URL or "embedded demo".
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Prometheus(c) => c.base().to_string(),
+            Backend::Demo(_) => "embedded demo".to_owned(),
         }
     }
 

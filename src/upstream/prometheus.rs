@@ -118,6 +118,11 @@ impl Client {
         })
     }
 
+    /// The upstream's base URL.
+    pub fn base(&self) -> &url::Url {
+        &self.base
+    }
+
     fn endpoint(&self, path: &str) -> url::Url {
         let mut url = self.base.clone();
         let joined = format!("{}/{path}", self.base.path().trim_end_matches('/'));
