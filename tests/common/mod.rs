@@ -393,6 +393,11 @@ impl Harness {
             scheme = self.scheme(),
             pc = self.promcast_port
         );
+        self.start_prometheus_with(&config, tsdb);
+    }
+
+    /// Starts Prometheus with the configuration `config`.
+    pub fn start_prometheus_with(&mut self, config: &str, tsdb: &Path) {
         let config_path = self.dir.join("prometheus.yml");
         fs::write(&config_path, config).expect("write Prometheus config");
         let mut cmd = Command::new(PROMETHEUS_BIN);
@@ -442,19 +447,25 @@ impl Harness {
     }
 
     pub fn start_promcast(&mut self) {
-        self.promcast_starts += 1;
-        let log = self
-            .dir
-            .join(format!("promcast-{}.log", self.promcast_starts));
         let config = match &self.secrets {
             Some(s) => format!("{PROMCAST_CONFIG}{}", s.promcast_config()),
             None => PROMCAST_CONFIG.to_owned(),
         };
+        self.start_promcast_with(&config);
+    }
+
+    /// Starts promcast with the configuration `config`, reading from this
+    /// harness's Prometheus.
+    pub fn start_promcast_with(&mut self, config: &str) {
+        self.promcast_starts += 1;
+        let log = self
+            .dir
+            .join(format!("promcast-{}.log", self.promcast_starts));
         self.promcast = Some(spawn_promcast(
             &self.dir,
             self.promcast_port,
             Some(&self.prom_url()),
-            &config,
+            config,
             &log,
         ));
     }

@@ -1,0 +1,276 @@
+//! The deploy kit against the real thing.
+//!
+//! `promtool_checks_pass` runs `deploy/prometheus/check`: `promtool check
+//! config` and `check rules`, and the rules' `promtool test rules` units.
+//!
+//! `every_dashboard_and_rule_expression_returns_data` back-fills a day of
+//! node-exporter-like history into a real Prometheus started with the
+//! shipped `deploy/prometheus/prometheus.yml` (rules loaded, promcast as
+//! `remote_read` target, scraped, federated), starts promcast with the
+//! shipped `deploy/promcast/promcast.yml`, and runs every PromQL expression
+//! of the Grafana dashboard and of the alert rules through Prometheus's
+//! query API: each must evaluate without error or warning, and return data.
+//! An alert's condition only returns data when it fires, so for alerts the
+//! check is on the expression without its final comparison (`X > 0.9` →
+//! `X`): the series the alert watches must exist.
+
+#[allow(dead_code)]
+mod common;
+
+use std::fs;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn promtool_checks_pass() {
+    require_binary(PROMTOOL_BIN);
+    let output = Command::new(repo("deploy/prometheus/check"))
+        .env("PROMTOOL", PROMTOOL_BIN)
+        .output()
+        .expect("run deploy/prometheus/check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "deploy/prometheus/check failed:\n{text}"
+    );
+    assert!(
+        text.contains("Unit Testing"),
+        "the rule unit tests ran:\n{text}"
+    );
+}
+
+/// An expression to run, where it comes from, and whether it must return
+/// data as it is or only without its final comparison.
+struct Expression {
+    origin: String,
+    expr: String,
+    alert: bool,
+}
+
+fn rule_expressions() -> Vec<Expression> {
+    let mut out = Vec::new();
+    let dir = repo("deploy/prometheus/rules");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("read rules directory")
+        .map(|e| e.expect("rules entry").path())
+        .collect();
+    files.sort();
+    for file in files {
+        let text = fs::read_to_string(&file).expect("read rule file");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("rule file is YAML");
+        for group in doc["groups"].as_sequence().expect("groups") {
+            for rule in group["rules"].as_sequence().expect("rules") {
+                let name = rule["alert"]
+                    .as_str()
+                    .or(rule["record"].as_str())
+                    .expect("alert or record name");
+                out.push(Expression {
+                    origin: format!("{}: {name}", file.display()),
+                    expr: rule["expr"].as_str().expect("expr").trim().to_owned(),
+                    alert: rule["alert"].is_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn dashboard_expressions() -> Vec<Expression> {
+    let path = repo("deploy/grafana/dashboards/promcast.json");
+    let dashboard: Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("read dashboard")).expect("JSON");
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .collect();
+    while let Some(panel) = stack.pop() {
+        if let Some(nested) = panel["panels"].as_array() {
+            stack.extend(nested);
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                out.push(Expression {
+                    origin: format!("dashboard panel {:?}", panel["title"]),
+                    expr: expr.to_owned(),
+                    alert: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Grafana's variables as the dashboard's defaults would set them.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "2m")
+        .replace("$__interval", "1m")
+        .replace("$instance", ".*")
+}
+
+/// `X > 0.9` → `X`: what an alert watches, without when it fires.
+fn without_final_comparison(expr: &str) -> String {
+    let trimmed = expr.trim_end();
+    let number_start = trimmed
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+        .map_or(0, |i| i + 1);
+    let head = trimmed[..number_start].trim_end();
+    for op in ["==", "!=", ">=", "<=", ">", "<"] {
+        if number_start < trimmed.len()
+            && let Some(operand) = head.strip_suffix(op)
+        {
+            return operand.trim_end().to_owned();
+        }
+    }
+    trimmed.to_owned()
+}
+
+#[test]
+fn comparison_stripping() {
+    assert_eq!(without_final_comparison("up == 0"), "up");
+    assert_eq!(without_final_comparison("a / b\n  < 0.05\n"), "a / b");
+    assert_eq!(without_final_comparison("x{y=\"1\"} <= 0"), "x{y=\"1\"}");
+    assert_eq!(without_final_comparison("rate(x[5m])"), "rate(x[5m])");
+}
+
+/// A day of one-minute samples of the node-exporter metrics the rules and
+/// the dashboard use, for one host: a filling disk, a daily memory and CPU
+/// cycle. Ends two minutes before now.
+fn write_node_history(path: &Path) -> i64 {
+    const MINUTE: i64 = 60;
+    let end = now_ms() / 1000 / MINUTE * MINUTE - 2 * MINUTE;
+    let start = end - 26 * 3600;
+    let mut out = BufWriter::new(fs::File::create(path).expect("create OpenMetrics"));
+    let base = r#"instance="node-1:9100",job="node""#;
+    let fs_labels = format!(r#"{base},device="/dev/sda1",fstype="ext4",mountpoint="/""#);
+    let cycle = |t: i64| (2.0 * std::f64::consts::PI * (t % 86_400) as f64 / 86_400.0).sin();
+    let mut write = |name: &str, kind: &str, value: &dyn Fn(i64) -> f64, labels: &str| {
+        writeln!(out, "# TYPE {name} {kind}").expect("write");
+        for t in (start..=end).step_by(MINUTE as usize) {
+            writeln!(out, "{name}{{{labels}}} {:.3} {t}", value(t)).expect("write");
+        }
+    };
+    write(
+        "node_filesystem_size_bytes",
+        "gauge",
+        &|_| 100e9,
+        &fs_labels,
+    );
+    write(
+        "node_filesystem_avail_bytes",
+        "gauge",
+        &|t| 60e9 - (t - start) as f64 * 2e5,
+        &fs_labels,
+    );
+    write("node_memory_MemTotal_bytes", "gauge", &|_| 16e9, base);
+    write(
+        "node_memory_MemAvailable_bytes",
+        "gauge",
+        &|t| 8e9 + 2e9 * cycle(t),
+        base,
+    );
+    // CPU counters accumulate the busy (or idle) share of each minute.
+    let busy = |t: i64| 0.4 + 0.2 * cycle(t);
+    writeln!(out, "# TYPE node_cpu_seconds counter").expect("write");
+    for (mode, idle) in [("idle", true), ("user", false)] {
+        let mut total = 0.0;
+        for t in (start..=end).step_by(MINUTE as usize) {
+            let share = busy(t);
+            total += 60.0 * if idle { 1.0 - share } else { share };
+            writeln!(
+                out,
+                "node_cpu_seconds_total{{{base},cpu=\"0\",mode=\"{mode}\"}} {total:.3} {t}"
+            )
+            .expect("write");
+        }
+    }
+    writeln!(out, "# EOF").expect("write");
+    out.flush().expect("flush");
+    end
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dashboard_and_rule_expression_returns_data() {
+    require_binary(PROMETHEUS_BIN);
+    require_binary(PROMTOOL_BIN);
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path().to_path_buf();
+    let openmetrics = dir.join("node.om");
+    let end = write_node_history(&openmetrics);
+    let tsdb = dir.join("tsdb");
+    fs::create_dir_all(&tsdb).expect("create TSDB directory");
+    run_promtool_backfill(&openmetrics, &tsdb, &dir.join("promtool.log"));
+
+    let (prom_port, promcast_port) = two_ports();
+    let mut h = Harness::new(dir, prom_port, promcast_port);
+    // The shipped configurations, pointed at this test's ports and files.
+    let prometheus_yml = fs::read_to_string(repo("deploy/prometheus/prometheus.yml"))
+        .expect("read deploy/prometheus/prometheus.yml")
+        .replace("localhost:9201", &format!("127.0.0.1:{promcast_port}"))
+        .replace(
+            "  - rules/*.yml",
+            &format!("  - {}/*.yml", repo("deploy/prometheus/rules").display()),
+        );
+    assert!(prometheus_yml.contains(&format!("127.0.0.1:{promcast_port}/api/v1/read")));
+    h.start_prometheus_with(&prometheus_yml, &tsdb);
+    h.wait_prometheus_ready().await;
+    let promcast_yml =
+        fs::read_to_string(repo("deploy/promcast/promcast.yml")).expect("read promcast.yml");
+    h.start_promcast_with(&promcast_yml);
+    h.wait_promcast_up().await;
+    h.wait_promcast_scraped().await;
+
+    let mut expressions = dashboard_expressions();
+    let dashboard_count = expressions.len();
+    expressions.extend(rule_expressions());
+    assert!(
+        dashboard_count >= 10 && expressions.len() > dashboard_count + 8,
+        "{dashboard_count} dashboard and {} rule expressions found",
+        expressions.len() - dashboard_count
+    );
+    // Rates need two scrapes of promcast, and its read latency histogram a
+    // first remote read: retry each expression for a while before failing.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for e in &expressions {
+        let full = substitute(&e.expr);
+        let watched = if e.alert {
+            without_final_comparison(&full)
+        } else {
+            full.clone()
+        };
+        loop {
+            let now = now_ms() / 1000;
+            // Parses and evaluates, without warnings (a failed remote read).
+            let answer = h.range(&full, end - 1800, now, 30).await;
+            h.assert_no_warnings(&full, &answer);
+            let data = h.range(&watched, end - 1800, now, 30).await;
+            h.assert_no_warnings(&watched, &data);
+            if !data.series.is_empty() {
+                println!("ok: {} ({} series): {watched}", e.origin, data.series.len());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: `{watched}` returned no data{}",
+                e.origin,
+                h.diag()
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
