@@ -1,5 +1,6 @@
 //! Civil-time arithmetic on Unix millisecond timestamps (UTC): the calendar
-//! inputs the model sees and the RFC 3339 stamps the API shows.
+//! inputs the model sees, the RFC 3339 stamps the API shows, and the
+//! timestamps operators type.
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -26,6 +27,47 @@ pub fn rfc3339(ms: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// Parses a UTC timestamp: RFC 3339 with `Z` (`2024-05-01T12:00:00Z`,
+/// fractional seconds allowed), the same with a space for the `T` and no
+/// zone (`2024-05-01 12:00:00`, as NAB's CSV files write it), or Unix
+/// seconds (`1714564800`, `1714564800.5`). Returns Unix milliseconds.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return secs.is_finite().then(|| (secs * 1000.0).round() as i64);
+    }
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let hour: i64 = t.next()?.parse().ok()?;
+    let minute: i64 = t.next()?.parse().ok()?;
+    let seconds: f64 = t.next()?.parse().ok()?;
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0.0..61.0).contains(&seconds);
+    if !valid {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * MS_PER_DAY + (hour * 3600 + minute * 60) * 1000 + (seconds * 1000.0).round() as i64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil` algorithm, the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
@@ -59,6 +101,31 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 951_782_400_000, 1_700_000_000_000, -86_400_000] {
+            assert_eq!(parse_timestamp(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
+        assert_eq!(
+            parse_timestamp("2015-09-01 11:00:00"),
+            Some(1_441_105_200_000)
+        );
+        assert_eq!(parse_timestamp("1700000000.25"), Some(1_700_000_000_250));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20.5Z"),
+            Some(1_700_000_000_500)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T25:00:00Z",
+            "2023-11-14",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]

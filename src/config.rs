@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration::PromDuration;
 use crate::model::train::TrainConfig;
 use crate::series::{is_metric_name, is_synthetic};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where source history comes from; absent means the embedded demo.
@@ -31,7 +31,7 @@ pub struct Config {
 /// Bounds that keep a slow upstream or a huge query from hurting Prometheus
 /// or promcast. A request over a limit gets a 4xx naming the limit and is
 /// counted in `promcast_limit_rejections_total`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Time after which a request is answered with the families computed
@@ -122,7 +122,7 @@ impl Limit {
 /// promcast's own HTTP endpoints: TLS and who may call them. Mirrors
 /// Prometheus's web configuration and `remote_read` client settings, so the
 /// same certificates and secrets serve both ends.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     /// Serve HTTPS instead of HTTP.
@@ -135,7 +135,7 @@ pub struct WebConfig {
 }
 
 /// Certificate and key for HTTPS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
     /// PEM certificate chain, leaf first.
@@ -148,7 +148,7 @@ pub struct TlsServerConfig {
 }
 
 /// A credential sent as `Authorization: <type> <credentials>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     /// The scheme, `Bearer` by default.
@@ -163,7 +163,7 @@ fn bearer() -> String {
 }
 
 /// HTTP basic auth with the password read from a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// User name.
@@ -173,7 +173,7 @@ pub struct BasicAuth {
 }
 
 /// How promcast connects to an HTTPS upstream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsClientConfig {
     /// PEM CA certificates trusted in addition to the built-in roots.
@@ -205,7 +205,7 @@ pub fn read_secret(path: &Path, field: &str) -> Result<String, ConfigError> {
 }
 
 /// The Prometheus-compatible server promcast reads history from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// Base URL, e.g. `http://prometheus:9090`.
@@ -236,7 +236,7 @@ impl Default for UpstreamConfig {
 }
 
 /// Settings every family inherits unless its `series:` entry overrides them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
     /// The model's time step; absent means the source's own sample spacing.
@@ -268,7 +268,7 @@ impl Default for Defaults {
 }
 
 /// One configured family.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesConfig {
     /// Family name: the metric name, or the name the synthetic series use
@@ -565,5 +565,89 @@ series:
             .unwrap_err()
             .to_string();
         assert!(err.contains("model.hidden"), "{err}");
+    }
+
+    /// Every field path of a configuration, `series[].name` style, from a
+    /// configuration with every optional part filled in.
+    fn field_paths() -> Vec<String> {
+        let mut c = Config::default();
+        let path = PathBuf::from("/x");
+        c.upstream.url = Some("http://x".parse().unwrap());
+        c.upstream.authorization = Some(Authorization {
+            kind: bearer(),
+            credentials_file: path.clone(),
+        });
+        c.upstream.basic_auth = Some(BasicAuth {
+            username: "u".into(),
+            password_file: path.clone(),
+        });
+        c.web.tls_server_config = Some(TlsServerConfig {
+            cert_file: path.clone(),
+            key_file: path.clone(),
+            client_ca_file: Some(path.clone()),
+        });
+        c.web.authorization = c.upstream.authorization.clone();
+        c.web.basic_auth = c.upstream.basic_auth.clone();
+        c.series.push(SeriesConfig {
+            name: "m".into(),
+            expr: Some("m".into()),
+            step: None,
+            horizons: None,
+        });
+        fn walk(prefix: &str, v: &serde_yaml::Value, out: &mut Vec<String>) {
+            match v {
+                serde_yaml::Value::Mapping(m) if !m.is_empty() && prefix != "upstream.headers" => {
+                    for (k, v) in m {
+                        let key = k.as_str().unwrap();
+                        let p = if prefix.is_empty() {
+                            key.to_owned()
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        walk(&p, v, out);
+                    }
+                }
+                serde_yaml::Value::Sequence(items) if items.iter().any(|i| i.is_mapping()) => {
+                    walk(&format!("{prefix}[]"), &items[0], out);
+                }
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &serde_yaml::to_value(&c).unwrap(), &mut out);
+        out
+    }
+
+    /// README.md's configuration reference lists every field, and nothing
+    /// that is not one.
+    #[test]
+    fn readme_documents_every_field() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let section = readme
+            .split("## Configuration reference")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README.md has a '## Configuration reference' section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let fields = field_paths();
+        assert!(fields.len() > 40, "{fields:?}");
+        for f in &fields {
+            assert!(
+                documented.contains(&f.as_str()),
+                "README.md does not document `{f}`"
+            );
+        }
+        for d in &documented {
+            assert!(
+                fields.iter().any(|f| f == d),
+                "README.md documents `{d}`, which is not a field"
+            );
+        }
     }
 }

@@ -8,9 +8,11 @@
 //! history ([`upstream`]), runs the family's predictor ([`forecast`],
 //! [`model`]) and encodes the answer.
 
+pub mod app;
 pub mod calendar;
 pub mod chunks;
 pub mod codec;
+pub mod commands;
 pub mod config;
 pub mod duration;
 pub mod forecast;

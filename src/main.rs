@@ -10,17 +10,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use promcast::config::Config;
-use promcast::forecast::Cache;
-use promcast::forecast::registry::Registry;
 use promcast::model::Backend;
-use promcast::server::auth::Auth;
 use promcast::server::{self, AppState};
-use promcast::telemetry::{self, LogFormat, Metrics};
-use promcast::tls;
-use promcast::upstream::{Upstream, prometheus};
-
-/// Output values the forecast cache may hold (4 bytes each).
-const CACHE_VALUES: usize = 16 << 20;
+use promcast::telemetry::{self, LogFormat};
+use promcast::{app, commands, tls};
 /// How long background work gets to finish after the server has drained.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often readiness re-probes an upstream that has not answered yet.
@@ -71,6 +64,36 @@ struct Cli {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do; serving is the default.
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Command {
+    /// Serve remote read, federation, the status page and metrics (default).
+    Serve,
+    /// Train (or refresh) families now, from the upstream, and save the
+    /// models to --model.dir, with progress and a summary table. A running
+    /// server loads them at its next start. Without FAMILY: every
+    /// configured family (the demo's, without an upstream).
+    Train {
+        /// Families to train.
+        #[arg(value_name = "FAMILY")]
+        families: Vec<String>,
+    },
+    /// Print the forecast for a selector as a table, e.g.
+    /// `promcast forecast 'node_filesystem_avail_bytes{instance="db-1:9100"}'`.
+    /// A plain metric selector means all its synthetic series; the saved
+    /// model answers, or the seasonal baseline where none is trained.
+    Forecast {
+        /// A metric name or a synthetic series name, with matchers.
+        selector: String,
+        /// Forecast origin (RFC 3339 or Unix seconds); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -104,47 +127,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(url) = cli.upstream_url {
+    if let Some(url) = cli.upstream_url.clone() {
         config.upstream.url = Some(url);
     }
-    let config = Arc::new(config);
-    let device = cli.backend.device()?;
-    let metrics = Arc::new(Metrics::new());
-    let upstream = Arc::new(match &config.upstream.url {
-        Some(url) => {
-            tracing::info!(upstream = %url, "reading history from the upstream");
-            let client = prometheus::Client::new(url.clone(), &config.upstream)?;
-            Upstream::prometheus(client, Arc::clone(&metrics))
+    let state = app::build(config, cli.model_dir.clone(), cli.backend)?;
+    match cli.command.clone() {
+        None | Some(Command::Serve) => serve(state, &cli).await,
+        Some(Command::Train { families }) => commands::train::run(&state, families).await,
+        Some(Command::Forecast { selector, at }) => {
+            commands::forecast::run(&state, &selector, at.as_deref()).await
         }
-        None => {
-            let demo = Upstream::demo(Arc::clone(&metrics));
-            tracing::info!(
-                families = demo.builtin_families().join(","),
-                "no upstream configured: serving the embedded demo"
-            );
-            demo
-        }
-    });
-    let cache = Arc::new(Cache::new(CACHE_VALUES));
-    let registry = Arc::new(Registry::new(
-        Arc::clone(&config),
-        Arc::clone(&upstream),
-        device,
-        cli.model_dir.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&cache),
-    ));
-    registry.load_saved();
-    registry.spawn_scheduler();
-    let state = Arc::new(AppState {
-        config: Arc::clone(&config),
-        upstream: Arc::clone(&upstream),
-        registry: Arc::clone(&registry),
-        cache,
-        metrics,
-        ready: Default::default(),
-        auth: Auth::from_config(&config.web)?,
-    });
+    }
+}
+
+async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
+    let config = Arc::clone(&state.config);
+    state.registry.spawn_scheduler();
     spawn_readiness(Arc::clone(&state));
 
     let tls = config

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use super::{Baseline, Cache, Predictor, ServedModel, source_spacing};
 use crate::calendar::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::model::store::{self, ModelMeta};
-use crate::model::train::train;
+use crate::model::train::{Epoch, train};
 use crate::model::window::choose_step;
 use crate::model::{Grid, Shape};
 use crate::telemetry::Metrics;
@@ -67,6 +68,8 @@ struct Entry {
     error: Option<String>,
     failures: u32,
     retry_at_ms: i64,
+    /// The last finished epoch of the run under way.
+    progress: Option<Epoch>,
 }
 
 impl Entry {
@@ -117,6 +120,8 @@ pub struct ModelStatus {
     pub error: Option<String>,
     /// When a failed training is retried (RFC 3339).
     pub retry_at: Option<String>,
+    /// The run under way: epochs done and the most it may take.
+    pub epoch: Option<[usize; 2]>,
 }
 
 /// All families' models.
@@ -131,6 +136,8 @@ pub struct Registry {
     /// One training at a time: training is CPU-bound and must leave room
     /// for queries.
     training: tokio::sync::Semaphore,
+    /// Whether a query for an untrained family starts its training.
+    on_demand: AtomicBool,
 }
 
 impl Registry {
@@ -152,6 +159,7 @@ impl Registry {
             cache,
             entries: Mutex::new(BTreeMap::new()),
             training: tokio::sync::Semaphore::new(1),
+            on_demand: AtomicBool::new(true),
         }
     }
 
@@ -213,6 +221,9 @@ impl Registry {
     /// in the background when it has none and none is running (respecting
     /// the retry back-off after failures).
     pub fn ensure_trained(self: &Arc<Self>, family: &str) {
+        if !self.on_demand.load(Ordering::Relaxed) {
+            return;
+        }
         let start = {
             let mut entries = self.lock();
             let entry = entries.entry(family.to_owned()).or_default();
@@ -268,11 +279,30 @@ impl Registry {
         });
     }
 
+    /// Stops queries from starting training, for short-lived processes
+    /// (`promcast forecast`) that would exit before it finished.
+    pub fn disable_on_demand_training(&self) {
+        self.on_demand.store(false, Ordering::Relaxed);
+    }
+
+    /// Trains `family` now (after any run under way) and returns its status
+    /// afterwards: for operators' offline training.
+    pub async fn train_now(self: &Arc<Self>, family: &str) -> Option<ModelStatus> {
+        self.lock().entry(family.to_owned()).or_default().scheduled = true;
+        Arc::clone(self).train_family(family.to_owned()).await;
+        self.statuses().into_iter().find(|s| s.family == family)
+    }
+
     async fn train_family(self: Arc<Self>, family: String) {
         let Ok(_permit) = self.training.acquire().await else {
             return;
         };
-        self.lock().entry(family.clone()).or_default().running = true;
+        {
+            let mut entries = self.lock();
+            let entry = entries.entry(family.clone()).or_default();
+            entry.running = true;
+            entry.progress = None;
+        }
         self.update_gauges();
         tracing::info!(family, "training started");
         let started = std::time::Instant::now();
@@ -313,7 +343,7 @@ impl Registry {
         self.update_gauges();
     }
 
-    async fn run_training(&self, family: &str) -> anyhow::Result<ServedModel> {
+    async fn run_training(self: &Arc<Self>, family: &str) -> anyhow::Result<ServedModel> {
         let series = self.config.series(family);
         let expr = series.and_then(|s| s.expr.clone());
         let configured_step = self.config.step(family).map(|s| s.as_millis_i64());
@@ -363,7 +393,13 @@ impl Registry {
         let dir = self.dir.clone();
         let family = family.to_owned();
         let series_count = history.len();
+        let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let progress = |epoch: Epoch| {
+                if let Some(entry) = me.lock().get_mut(&family) {
+                    entry.progress = Some(epoch);
+                }
+            };
             let grids: Vec<Grid> = history
                 .iter()
                 .map(|s| {
@@ -376,7 +412,7 @@ impl Registry {
                     )
                 })
                 .collect();
-            let trained = train(&grids, shape, &cfg, seed, &device)?;
+            let trained = train(&grids, shape, &cfg, seed, &device, &progress)?;
             let meta = ModelMeta {
                 format: 0,
                 family,
@@ -450,6 +486,10 @@ impl Registry {
                     error: e.error.clone(),
                     retry_at: (e.error.is_some() && e.retry_at_ms > 0)
                         .then(|| rfc3339(e.retry_at_ms)),
+                    epoch: e
+                        .progress
+                        .filter(|_| e.running)
+                        .map(|p| [p.epoch, p.max_epochs]),
                 }
             })
             .collect()

@@ -34,7 +34,7 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 
 /// Network size and training budget: the `model:` section of the
 /// configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// LSTM hidden units per layer.
@@ -187,14 +187,27 @@ impl Batchable {
     }
 }
 
+/// One finished epoch, as reported to the caller of [`train`].
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch {
+    /// Epochs done, from 1.
+    pub epoch: usize,
+    /// The most epochs this run may take (early stopping may end it sooner).
+    pub max_epochs: usize,
+    /// Validation MSE after this epoch, normalised.
+    pub validation_loss: f64,
+}
+
 /// Trains a network on the windows of `grids` (one grid per series);
 /// `seed` drives initialisation and sampling, so runs are reproducible.
+/// `progress` hears of every finished epoch.
 pub fn train(
     grids: &[Grid],
     shape: Shape,
     cfg: &TrainConfig,
     seed: u64,
     device: &Device,
+    progress: &dyn Fn(Epoch),
 ) -> Result<Trained, TrainError> {
     let started = Instant::now();
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -244,6 +257,11 @@ pub fn train(
             elapsed_s = started.elapsed().as_secs_f64(),
             "epoch done"
         );
+        progress(Epoch {
+            epoch: epochs,
+            max_epochs: cfg.max_epochs,
+            validation_loss: loss,
+        });
         if best.as_ref().is_none_or(|(b, _)| loss < *b * (1.0 - 1e-4)) {
             best = Some((loss, candidate));
             since_best = 0;
@@ -440,7 +458,7 @@ mod tests {
             max_training_time: PromDuration::from_secs(120),
             interval_coverage: 0.9,
         };
-        let trained = train(&[grid], shape, &cfg, 7, &Device::flex()).unwrap();
+        let trained = train(&[grid], shape, &cfg, 7, &Device::flex(), &|_| {}).unwrap();
         let r = &trained.report;
         assert!(r.validation_mae < r.naive_mae * 0.8, "{r:?}");
         assert_eq!(r.residual_lo.len(), 12);
@@ -473,7 +491,7 @@ mod tests {
             interval_coverage: 0.9,
         };
         assert!(matches!(
-            train(&[grid], shape, &cfg, 1, &Device::flex()),
+            train(&[grid], shape, &cfg, 1, &Device::flex(), &|_| {}),
             Err(TrainError::NotEnoughData { .. })
         ));
     }

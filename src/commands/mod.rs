@@ -1,0 +1,56 @@
+//! Operator commands run from a terminal instead of serving: `promcast
+//! train` and `promcast forecast`. They use the same wiring, models and
+//! data path as the server.
+
+pub mod forecast;
+pub mod train;
+
+/// Left-aligned text columns, a header row, and a rule under it.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    out += &line(
+        &mut widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    for row in rows {
+        out += &line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let t = table(
+            &["family", "mae"],
+            &[
+                vec!["cpu".into(), "0.25".into()],
+                vec!["memory_used".into(), "1".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "family       mae\n-----------  ----\ncpu          0.25\nmemory_used  1\n"
+        );
+    }
+}
