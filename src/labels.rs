@@ -59,10 +59,11 @@ impl Matcher {
         }
     }
 
-    /// Builds a matcher from its parts, compiling regexes anchored.
+    /// Builds a matcher from its parts, compiling regexes anchored and
+    /// with `.` matching newlines, exactly as Prometheus does (`^(?s:P)$`).
     pub fn new(name: &str, op: &str, value: &str) -> Result<Self, MatcherError> {
         let compile = |pattern: &str| {
-            Regex::new(&format!("^(?:{pattern})$")).map_err(|e| MatcherError::Regex {
+            Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| MatcherError::Regex {
                 label: name.to_owned(),
                 pattern: pattern.to_owned(),
                 error: Box::new(e),
@@ -143,7 +144,7 @@ impl Matcher {
 /// The user's pattern, without the anchors `Matcher::new` added.
 fn unanchored(r: &Regex) -> String {
     let s = r.as_str();
-    s.strip_prefix("^(?:")
+    s.strip_prefix("^(?s:")
         .and_then(|s| s.strip_suffix(")$"))
         .unwrap_or(s)
         .to_owned()
@@ -263,6 +264,8 @@ mod tests {
         let n = Matcher::new("job", "!~", "node.*").unwrap();
         assert!(!n.matches("node_exporter"));
         assert!(n.matches("api"));
+        // As in Prometheus, `.` matches a newline too.
+        assert!(Matcher::new("msg", "=~", "a.b").unwrap().matches("a\nb"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde::Deserialize as _;
 use serde_json::Value;
 
 fn repo(path: &str) -> PathBuf {
@@ -271,6 +272,56 @@ async fn every_dashboard_and_rule_expression_returns_data() {
                 h.diag()
             );
             tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Every YAML file in deploy/ parses, and every promcast configuration in
+/// them (the Docker example's file, the Kubernetes ConfigMaps) is one that
+/// promcast accepts.
+#[test]
+fn shipped_yaml_parses_and_promcast_configs_load() {
+    let mut configs = vec![(
+        "deploy/docker/promcast.yml".to_owned(),
+        fs::read_to_string(repo("deploy/docker/promcast.yml")).expect("read"),
+    )];
+    let mut files = 0;
+    for dir in [
+        "deploy/docker",
+        "deploy/kubernetes",
+        "deploy/grafana/provisioning/datasources",
+        "deploy/grafana/provisioning/dashboards",
+    ] {
+        for entry in fs::read_dir(repo(dir)).expect("read deploy directory") {
+            let path = entry.expect("entry").path();
+            if !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yml" | "yaml")
+            ) {
+                continue;
+            }
+            files += 1;
+            let text = fs::read_to_string(&path).expect("read YAML");
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(doc)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if value["kind"] == "ConfigMap"
+                    && let Some(config) = value["data"]["promcast.yml"].as_str()
+                {
+                    configs.push((format!("{} ConfigMap", path.display()), config.to_owned()));
+                }
+            }
+        }
+    }
+    assert!(files >= 6, "{files} YAML files");
+    assert!(
+        configs.len() >= 3,
+        "{} promcast configurations",
+        configs.len()
+    );
+    for (origin, text) in configs {
+        if let Err(e) = promcast::config::Config::parse(&text, &origin) {
+            panic!("{origin}: {e}");
         }
     }
 }
