@@ -23,16 +23,8 @@ const DURATION: Duration = Duration::from_secs(10);
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    require_binary(PROMETHEUS_BIN);
-    require_binary(PROMTOOL_BIN);
     let tmp = tempfile::tempdir().expect("create temporary directory");
-    let (history, tsdb) = backfill_history(tmp.path());
-    let (prom_port, promcast_port) = two_ports();
-    let mut h = Harness::new(tmp.path().to_path_buf(), prom_port, promcast_port);
-    h.start_prometheus(&tsdb);
-    h.wait_prometheus_ready().await;
-    h.start_promcast();
-    h.wait_promcast_up().await;
+    let (mut h, history) = Harness::running(tmp.path(), false).await;
     // Ask once so that the family trains, then wait for the model.
     h.instant(PREDICTED, history.end).await;
     eprintln!("waiting for the model to train…");

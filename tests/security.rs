@@ -11,18 +11,11 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_and_auth_between_prometheus_and_promcast() {
-    require_binary(PROMETHEUS_BIN);
-    require_binary(PROMTOOL_BIN);
     let tmp = tempfile::tempdir().expect("create temporary directory");
-    let (history, tsdb) = backfill_history(tmp.path());
-    let (prom_port, promcast_port) = two_ports();
-    let mut h = Harness::secured(tmp.path().to_path_buf(), prom_port, promcast_port);
-    h.start_prometheus(&tsdb);
-    h.wait_prometheus_ready().await;
-    h.start_promcast();
     // Ready means promcast's probe read reached Prometheus through TLS and
     // basic auth.
-    h.wait_promcast_up().await;
+    let (mut h, history) = Harness::running(tmp.path(), true).await;
+    let promcast_port = h.promcast_port;
 
     // Prometheus → promcast: remote read over TLS with the bearer token,
     // promcast → Prometheus: the history behind the forecast.

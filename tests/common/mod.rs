@@ -310,6 +310,27 @@ impl Harness {
         Self::with_secrets(dir, prom_port, promcast_port, Some(secrets))
     }
 
+    /// Back-fills [`History::ending_now`] under `dir`, then starts
+    /// Prometheus and promcast on it (secured or not) and waits until both
+    /// are ready.
+    pub async fn running(dir: &Path, secured: bool) -> (Self, History) {
+        require_binary(PROMETHEUS_BIN);
+        require_binary(PROMTOOL_BIN);
+        let (history, tsdb) = backfill_history(dir);
+        let (prom_port, promcast_port) = two_ports();
+        let dir = dir.to_path_buf();
+        let mut h = if secured {
+            Self::secured(dir, prom_port, promcast_port)
+        } else {
+            Self::new(dir, prom_port, promcast_port)
+        };
+        h.start_prometheus(&tsdb);
+        h.wait_prometheus_ready().await;
+        h.start_promcast();
+        h.wait_promcast_up().await;
+        (h, history)
+    }
+
     fn with_secrets(
         dir: PathBuf,
         prom_port: u16,
