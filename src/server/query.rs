@@ -174,7 +174,7 @@ async fn select_family(
     let predictor = state.registry.predictor(&selection.family);
     let history = state
         .upstream
-        .fetch(
+        .fetch_recent(
             family_source(state, &selection.family),
             &selection.source_matchers,
             first - predictor.history_ms(),

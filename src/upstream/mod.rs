@@ -3,6 +3,7 @@
 //! the embedded demo.
 
 pub mod demo;
+pub mod history;
 pub mod prometheus;
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::labels::{Labels, Matcher};
 use crate::series::is_synthetic;
 use crate::telemetry::Metrics;
+use history::{HistoryCache, Plan};
 
 /// One source series: its labels (without the metric name) and samples as
 /// `(unix ms, value)` in time order.
@@ -98,7 +100,11 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     /// The most recent failure (unix ms, message), for the status page.
     last_error: Mutex<Option<(i64, String)>>,
+    history: HistoryCache,
 }
+
+/// Samples of recent history kept between queries (16 bytes each).
+const HISTORY_SAMPLES: usize = 8 << 20;
 
 enum Backend {
     Prometheus(prometheus::Client),
@@ -113,6 +119,7 @@ impl Upstream {
             backend: Backend::Prometheus(client),
             metrics,
             last_error: Mutex::new(None),
+            history: HistoryCache::new(HISTORY_SAMPLES),
         }
     }
 
@@ -123,6 +130,7 @@ impl Upstream {
             backend: Backend::Demo(demo::Demo),
             metrics,
             last_error: Mutex::new(None),
+            history: HistoryCache::new(HISTORY_SAMPLES),
         }
     }
 
@@ -182,6 +190,36 @@ impl Upstream {
         match &self.backend {
             Backend::Prometheus(c) => c.base().to_string(),
             Backend::Demo(_) => "embedded demo".to_owned(),
+        }
+    }
+
+    /// Like [`Upstream::fetch`], for the recent history queries read again
+    /// and again: served from the history cache where it can be, reading
+    /// only the newest part from the upstream. Expression families are read
+    /// whole, since `query_range` aligns its samples to the start.
+    pub async fn fetch_recent(
+        &self,
+        family: FamilySource<'_>,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SourceSeries>, UpstreamError> {
+        if family.expr.is_some() {
+            return self.fetch(family, matchers, start_ms, end_ms).await;
+        }
+        let key = HistoryCache::key(family.name, matchers);
+        match self.history.plan(&key, start_ms, end_ms) {
+            Plan::Full => {
+                let series = self.fetch(family, matchers, start_ms, end_ms).await?;
+                Ok(self.history.store(key, start_ms, end_ms, series))
+            }
+            Plan::Tail(from_ms) => {
+                let tail = self.fetch(family, matchers, from_ms, end_ms).await?;
+                Ok(self
+                    .history
+                    .merge(&key, Some((from_ms, tail)), start_ms, end_ms))
+            }
+            Plan::Cached => Ok(self.history.merge(&key, None, start_ms, end_ms)),
         }
     }
 
