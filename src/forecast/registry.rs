@@ -48,7 +48,8 @@ pub enum State {
 impl State {
     const ALL: [State; 4] = [State::Pending, State::Training, State::Ready, State::Failed];
 
-    fn name(self) -> &'static str {
+    /// The state as `/api/v1/models` and `/metrics` name it.
+    pub fn name(self) -> &'static str {
         match self {
             State::Pending => "pending",
             State::Training => "training",

@@ -89,10 +89,7 @@ fn model_table(families: &[String], statuses: &[ModelStatus]) -> String {
             );
             continue;
         };
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let state = s.state.name();
         let training = match (s.training, s.queued, &s.retry_at) {
             (true, _, _) => "running".to_owned(),
             (_, true, _) => "queued".to_owned(),
