@@ -1,7 +1,9 @@
 //! Cache of model outputs per source series and anchor time. A forecast
 //! made at a past grid point from complete data never changes for a given
 //! model version, so a range query that moves forward recomputes only the
-//! new points.
+//! new points. A recent anchor is keyed by its inputs too: it is reused
+//! until a new sample changes them, so the queries between two scrapes run
+//! the model once.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -22,6 +24,10 @@ pub struct Key {
     pub series: u64,
     /// Anchor grid time (Unix ms).
     pub anchor_ms: i64,
+    /// For an anchor whose history may still change (late samples), the
+    /// digest of the model's inputs, so that new data means a new key; 0
+    /// once the history is complete.
+    pub input: u64,
 }
 
 /// A bounded map from [`Key`] to model outputs.
@@ -100,6 +106,7 @@ mod tests {
             version: 1,
             series: 7,
             anchor_ms,
+            input: 0,
         }
     }
 

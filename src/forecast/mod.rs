@@ -145,11 +145,18 @@ pub fn evaluate(
             match predictor {
                 Predictor::Baseline(b) => *slot = b.anchor(&grid, i, &shape).map(Arc::new),
                 Predictor::Model(m) => {
-                    let key = cache_key(family, m, fp, grid.time(i));
+                    let anchor_ms = grid.time(i);
+                    // Settled anchors are looked up before their window
+                    // is built; recent ones need it for their key.
+                    let window = (anchor_ms + staleness >= now)
+                        .then(|| grid.window(i, &shape))
+                        .flatten();
+                    let input = window.as_ref().map_or(0, Window::digest);
+                    let key = cache_key(family, m, fp, anchor_ms, input);
                     if let Some(hit) = cache.get(&key) {
                         metrics.cache_hits.inc();
                         *slot = Some(hit);
-                    } else if let Some(w) = grid.window(i, &shape) {
+                    } else if let Some(w) = window.or_else(|| grid.window(i, &shape)) {
                         pending.push((si, i, w));
                     }
                 }
@@ -172,18 +179,18 @@ pub fn evaluate(
                     deltas,
                 });
                 let anchor_ms = grids[*si].time(*i);
-                // Only complete history makes a forecast final.
-                if anchor_ms + staleness < now {
-                    cache.put(
-                        cache_key(
-                            family,
-                            m,
-                            cache::fingerprint(&source[*si].labels),
-                            anchor_ms,
-                        ),
-                        anchor.clone(),
-                    );
-                }
+                // Complete history makes a forecast final; until then it
+                // holds for exactly these inputs.
+                let input = if anchor_ms + staleness < now {
+                    0
+                } else {
+                    w.digest()
+                };
+                let series = cache::fingerprint(&source[*si].labels);
+                cache.put(
+                    cache_key(family, m, series, anchor_ms, input),
+                    anchor.clone(),
+                );
                 anchors[*si].insert(*i, Some(anchor));
             }
         }
@@ -265,12 +272,13 @@ pub fn evaluate(
     result
 }
 
-fn cache_key(family: &str, m: &ServedModel, series: u64, anchor_ms: i64) -> cache::Key {
+fn cache_key(family: &str, m: &ServedModel, series: u64, anchor_ms: i64, input: u64) -> cache::Key {
     cache::Key {
         family: family.to_owned(),
         version: m.meta.version,
         series,
         anchor_ms,
+        input,
     }
 }
 
@@ -398,6 +406,66 @@ mod tests {
             &Cache::new(1 << 20),
             &Metrics::new(),
         )
+    }
+
+    /// An anchor in the last minutes runs the model once for the same
+    /// inputs, and again when a late sample changes them.
+    #[test]
+    fn recent_anchors_are_reused_until_their_inputs_change() {
+        use crate::model::FEATURES;
+        use crate::model::network::NetSpec;
+        let spec = NetSpec {
+            inputs: FEATURES,
+            window: 4,
+            hidden: 3,
+            layers: 1,
+            outputs: 5,
+        };
+        let device = Device::flex();
+        let model = ServedModel {
+            meta: crate::model::store::tests::meta(spec, 1),
+            net: LstmNet::new(spec, &device),
+            device,
+        };
+        let predictor = Predictor::Model(Arc::new(model));
+        let now = crate::calendar::now_ms() / 60_000 * 60_000;
+        let mut source = cycle(now);
+        let (cache, metrics) = (Cache::new(1 << 20), Metrics::new());
+        let h5 = Horizon::new("5m".parse::<PromDuration>().unwrap());
+        let outputs = [Output {
+            kind: SeriesKind::Predicted,
+            horizon: Some(h5),
+        }];
+        let eval = |source: &[SourceSeries]| {
+            evaluate(
+                &predictor,
+                "cpu",
+                &outputs,
+                &[now],
+                source,
+                &cache,
+                &metrics,
+            )
+        };
+        let first = eval(&source);
+        assert_eq!(first[0].samples.len(), 1, "{first:?}");
+        assert_eq!(
+            (metrics.cache_misses.get(), metrics.cache_hits.get()),
+            (1, 0)
+        );
+        assert_eq!(eval(&source), first);
+        assert_eq!(
+            (metrics.cache_misses.get(), metrics.cache_hits.get()),
+            (1, 1)
+        );
+        if let Some(last) = source[0].samples.last_mut() {
+            last.1 += 30.0;
+        }
+        assert_ne!(eval(&source), first);
+        assert_eq!(
+            (metrics.cache_misses.get(), metrics.cache_hits.get()),
+            (2, 1)
+        );
     }
 
     /// A forecast at `t` uses samples at or before `t` only: the samples

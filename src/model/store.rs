@@ -207,12 +207,13 @@ pub fn quarantine(dir: &Path, family: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::window::Grid;
     use crate::model::{FEATURES, predict};
 
-    fn meta(spec: NetSpec, version: u64) -> ModelMeta {
+    /// Metadata of an untrained test model of `spec` with a 1-minute step.
+    pub(crate) fn meta(spec: NetSpec, version: u64) -> ModelMeta {
         ModelMeta {
             format: FORMAT,
             family: "cpu".into(),

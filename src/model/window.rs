@@ -102,6 +102,20 @@ pub struct Window {
     pub seasonal: Vec<f32>,
 }
 
+impl Window {
+    /// A digest of everything the model reads from this window: equal
+    /// digests mean equal inputs, hence equal outputs.
+    pub fn digest(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for v in self.features.iter().chain(&self.seasonal) {
+            std::hash::Hash::hash(&v.to_bits(), &mut h);
+        }
+        std::hash::Hash::hash(&self.last.to_bits(), &mut h);
+        std::hash::Hash::hash(&self.scale.to_bits(), &mut h);
+        std::hash::Hasher::finish(&h)
+    }
+}
+
 impl Grid {
     /// Resamples `samples` (sorted by time) onto the grid points in
     /// `[start_ms, end_ms]`: each point takes the latest sample at or
