@@ -27,8 +27,41 @@ pub enum Plan {
 
 /// Cached history per family and source selector, bounded in samples.
 pub struct HistoryCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    state: Mutex<State>,
     max_samples: usize,
+}
+
+/// The entries, with what every query would otherwise recount: a use
+/// counter for LRU order and the total sample count.
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    clock: u64,
+    total: usize,
+}
+
+impl State {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Drops least recently used entries until the total fits.
+    fn evict(&mut self, max_samples: usize) {
+        while self.total > max_samples {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&oldest) {
+                self.total -= e.samples();
+            }
+        }
+    }
 }
 
 struct Entry {
@@ -51,7 +84,7 @@ impl HistoryCache {
     /// A cache holding at most `max_samples` samples in all.
     pub fn new(max_samples: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             max_samples,
         }
     }
@@ -63,15 +96,15 @@ impl HistoryCache {
         format!("{family}{{{}}}", parts.join(","))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// What must be read for `[start_ms, end_ms]`.
     pub fn plan(&self, key: &str, start_ms: i64, end_ms: i64) -> Plan {
-        match self.lock().get(key) {
+        match self.lock().entries.get(key) {
             Some(e) if e.from_ms <= start_ms && start_ms <= e.to_ms => {
                 let fresh_until = e.to_ms - OVERLAP_MS;
                 if end_ms <= fresh_until {
@@ -92,18 +125,18 @@ impl HistoryCache {
         end_ms: i64,
         series: Vec<SourceSeries>,
     ) -> Vec<SourceSeries> {
-        let mut entries = self.lock();
-        let used = next_use(&entries);
-        entries.insert(
-            key,
-            Entry {
-                from_ms: start_ms,
-                to_ms: read_until(end_ms),
-                series: series.clone(),
-                used,
-            },
-        );
-        evict(&mut entries, self.max_samples);
+        let mut state = self.lock();
+        let entry = Entry {
+            from_ms: start_ms,
+            to_ms: read_until(end_ms),
+            series: series.clone(),
+            used: state.tick(),
+        };
+        state.total += entry.samples();
+        if let Some(old) = state.entries.insert(key, entry) {
+            state.total -= old.samples();
+        }
+        state.evict(self.max_samples);
         series
     }
 
@@ -117,13 +150,15 @@ impl HistoryCache {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<SourceSeries> {
-        let mut entries = self.lock();
-        let used = next_use(&entries);
-        let Some(entry) = entries.get_mut(key) else {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let used = state.tick();
+        let Some(entry) = state.entries.get_mut(key) else {
             return tail.map(|(_, s)| s).unwrap_or_default();
         };
         entry.used = used;
         if let Some((from_ms, tail)) = tail {
+            state.total -= entry.samples();
             for s in &mut entry.series {
                 s.samples.retain(|&(t, _)| t < from_ms);
             }
@@ -141,6 +176,7 @@ impl HistoryCache {
                 s.samples.retain(|&(t, _)| t >= from);
             }
             entry.series.retain(|s| !s.samples.is_empty());
+            state.total += entry.samples();
         }
         let answer = entry
             .series
@@ -156,7 +192,7 @@ impl HistoryCache {
             })
             .filter(|s| !s.samples.is_empty())
             .collect();
-        evict(&mut entries, self.max_samples);
+        state.evict(self.max_samples);
         answer
     }
 }
@@ -165,27 +201,6 @@ impl HistoryCache {
 /// not happened yet, so a query reaching past now caches only up to now.
 fn read_until(end_ms: i64) -> i64 {
     end_ms.min(crate::calendar::now_ms())
-}
-
-fn next_use(entries: &HashMap<String, Entry>) -> u64 {
-    entries.values().map(|e| e.used).max().unwrap_or(0) + 1
-}
-
-/// Drops least recently used entries until the total fits.
-fn evict(entries: &mut HashMap<String, Entry>, max_samples: usize) {
-    let mut total: usize = entries.values().map(Entry::samples).sum();
-    while total > max_samples {
-        let Some(oldest) = entries
-            .iter()
-            .min_by_key(|(_, e)| e.used)
-            .map(|(k, _)| k.clone())
-        else {
-            break;
-        };
-        if let Some(e) = entries.remove(&oldest) {
-            total -= e.samples();
-        }
-    }
 }
 
 #[cfg(test)]
