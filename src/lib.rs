@@ -15,6 +15,7 @@ pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod duration;
+pub mod eval;
 pub mod forecast;
 pub mod labels;
 pub mod model;

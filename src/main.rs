@@ -10,10 +10,11 @@ use anyhow::Context;
 use clap::Parser;
 
 use promcast::config::Config;
+use promcast::duration::PromDuration;
 use promcast::model::Backend;
 use promcast::server::{self, AppState};
 use promcast::telemetry::{self, LogFormat};
-use promcast::{app, commands, tls};
+use promcast::{app, commands, eval, tls};
 /// How long background work gets to finish after the server has drained.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often readiness re-probes an upstream that has not answered yet.
@@ -94,6 +95,37 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Back-test forecasts and anomaly scores on recorded series (CSV
+    /// files of `timestamp,value`, NAB's format) by rolling origin: the
+    /// LSTM as served against seasonal naive, predict_linear, AutoETS and
+    /// MSTL. Prints MASE per horizon, interval coverage and anomaly
+    /// detection against labelled windows.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `promcast eval`.
+#[derive(Debug, Clone, clap::Args)]
+struct EvalArgs {
+    /// CSV files, or folders searched recursively for them.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+    /// Horizons to score, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "5m,1h,6h")]
+    horizons: Vec<PromDuration>,
+    /// NAB combined_windows.json with labelled anomaly windows.
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+    /// Take an origin every N points of the forecast part (1: every
+    /// point). ETS and MSTL are refitted at each origin, which
+    /// dominates the run time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    stride: u64,
+    /// Files evaluated at once (default: one per CPU).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,12 +162,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = cli.upstream_url.clone() {
         config.upstream.url = Some(url);
     }
-    let state = app::build(config, cli.model_dir.clone(), cli.backend)?;
+    let build = || app::build(config.clone(), cli.model_dir.clone(), cli.backend);
     match cli.command.clone() {
-        None | Some(Command::Serve) => serve(state, &cli).await,
-        Some(Command::Train { families }) => commands::train::run(&state, families).await,
+        None | Some(Command::Serve) => serve(build()?, &cli).await,
+        Some(Command::Train { families }) => commands::train::run(&build()?, families).await,
         Some(Command::Forecast { selector, at }) => {
-            commands::forecast::run(&state, &selector, at.as_deref()).await
+            commands::forecast::run(&build()?, &selector, at.as_deref()).await
+        }
+        Some(Command::Eval(args)) => {
+            let settings = eval::Settings {
+                horizons: args.horizons,
+                lookback_ms: config.defaults.lookback.as_millis_i64(),
+                train: config.model.clone(),
+                stride: usize::try_from(args.stride)?,
+            };
+            let evaluator = eval::Evaluator::new(settings, cli.backend.device()?);
+            let request = commands::eval::Request {
+                paths: args.paths,
+                labels: args.labels,
+                json: args.json,
+                jobs: args.jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                }),
+            };
+            tokio::task::block_in_place(|| commands::eval::run(&evaluator, &request))
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The operator commands as a terminal runs them: `promcast train` and
-//! `promcast forecast`, on the embedded demo upstream.
+//! `promcast forecast` on the embedded demo upstream, and `promcast eval`
+//! on recorded series written by the test.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -128,4 +129,140 @@ fn bad_input_is_refused_with_a_reason() {
             stderr(&out)
         );
     }
+}
+
+/// Five-minute points over `days` of a daily cycle with a little
+/// deterministic noise, and a spike of `spike` at point `at`, as NAB CSV.
+fn nab_csv(days: usize, at: usize, spike: f64) -> String {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..days * 288 {
+        let (d, rest) = (i / 288, i % 288);
+        let day = rest as f64 / 288.0 * std::f64::consts::TAU;
+        let noise = ((i * 7919) % 17) as f64 / 17.0 - 0.5;
+        let value = 50.0 + 20.0 * day.sin() + noise + if i == at { spike } else { 0.0 };
+        csv += &format!(
+            "2024-03-{:02} {:02}:{:02}:00,{value:.3}\n",
+            d + 1,
+            rest / 12,
+            rest % 12 * 5
+        );
+    }
+    csv
+}
+
+#[test]
+fn eval_scores_every_method_and_finds_a_labelled_spike() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data").join("cycles");
+    std::fs::create_dir_all(&data).expect("data folder");
+    // Day 8 of 8, 12:00: point 7 * 288 + 144, inside the forecast part.
+    let spike_at = 7 * 288 + 144;
+    std::fs::write(data.join("spiky.csv"), nab_csv(8, spike_at, 60.0)).expect("write csv");
+    std::fs::write(data.join("calm.csv"), nab_csv(6, 0, 0.0)).expect("write csv");
+    let labels = dir.path().join("windows.json");
+    std::fs::write(
+        &labels,
+        r#"{"cycles/spiky.csv": [["2024-03-08 11:30:00.000000", "2024-03-08 12:30:00.000000"]], "cycles/calm.csv": []}"#,
+    )
+    .expect("write labels");
+    let config = dir.path().join("promcast.yml");
+    std::fs::write(
+        &config,
+        "model:\n  hidden: 16\n  max_epochs: 4\n  windows_per_epoch: 512\n  patience: 4\n",
+    )
+    .expect("write config");
+
+    let out = promcast(
+        &dir.path().join("models"),
+        &config,
+        &[
+            "eval",
+            "--json",
+            "--stride=6",
+            "--horizons=5m,1h",
+            &format!("--labels={}", labels.display()),
+            &dir.path().join("data").display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(report["horizons"], serde_json::json!(["5m", "1h"]));
+    let files = report["files"].as_array().expect("files");
+    let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
+    assert_eq!(names, ["cycles/calm.csv", "cycles/spiky.csv"]);
+    for method in ["lstm", "seasonal_naive", "predict_linear", "ets", "mstl"] {
+        for h in ["5m", "1h"] {
+            let mase = report["methods"][method]["mase"][h].as_f64();
+            assert!(
+                mase.is_some_and(|m| m.is_finite() && m > 0.0),
+                "{method} {h}: {mase:?}"
+            );
+        }
+    }
+    // A clean daily cycle: yesterday's value is nearly exact an hour
+    // ahead, a straight line through the last hour is not.
+    let m = |method: &str| report["methods"][method]["mase"]["1h"].as_f64().unwrap();
+    assert!(m("seasonal_naive") < m("predict_linear"), "{report:#}");
+    // Every file scored on the same number of origins per horizon.
+    for f in files {
+        assert!(f["origins"]["1h"].as_u64().unwrap() > 50, "{f:#}");
+    }
+    let coverage = report["coverage"]["1h"].as_f64().expect("coverage");
+    assert!((0.0..=1.0).contains(&coverage));
+    // The spike lies in its labelled window: detected, and it is the only
+    // window scored.
+    let anomaly = &report["anomaly"];
+    assert_eq!(anomaly["windows"], 1, "{anomaly:#}");
+    assert_eq!(anomaly["detected"], 1, "{anomaly:#}");
+    assert!(anomaly["nab_score"].as_f64().unwrap() > 0.0, "{anomaly:#}");
+
+    // The same run as tables.
+    let text = promcast(
+        &dir.path().join("models"),
+        &config,
+        &[
+            "eval",
+            "--stride=24",
+            "--horizons=1h",
+            &data.join("calm.csv").display().to_string(),
+        ],
+    );
+    assert!(text.status.success(), "{}", stderr(&text));
+    let table = stdout(&text);
+    assert!(row(&table, "seasonal_naive").len() == 2, "{table}");
+    assert!(table.contains("NAB score"), "{table}");
+}
+
+#[test]
+fn eval_refuses_bad_input_with_a_reason() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = dir.path().join("promcast.yml");
+    std::fs::write(&config, "").expect("write config");
+    let models = dir.path().join("models");
+    let missing = dir.path().join("missing.csv");
+    let out = promcast(&models, &config, &["eval", &missing.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.csv"), "{}", stderr(&out));
+
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(
+        &broken,
+        "timestamp,value\n2024-03-01 00:00:00,1\nyesterday,2\n",
+    )
+    .expect("write csv");
+    let out = promcast(&models, &config, &["eval", &broken.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("broken.csv:3: invalid timestamp \"yesterday\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = promcast(
+        &models,
+        &config,
+        &["eval", "--horizons=soon", &broken.display().to_string()],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--horizons"), "{}", stderr(&out));
 }

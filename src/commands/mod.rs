@@ -1,7 +1,8 @@
 //! Operator commands run from a terminal instead of serving: `promcast
-//! train` and `promcast forecast`. They use the same wiring, models and
-//! data path as the server.
+//! train`, `promcast forecast` and `promcast eval`. They use the same
+//! wiring, models and data path as the server.
 
+pub mod eval;
 pub mod forecast;
 pub mod train;
 

@@ -2,7 +2,7 @@
 //! the current value plus the change seen over the same stretch one day
 //! earlier (flat where there is no day of history).
 
-use crate::model::train::quantile;
+use crate::model::train::residual_sigma;
 use crate::model::{Grid, Shape};
 use crate::upstream::SourceSeries;
 
@@ -98,14 +98,7 @@ pub fn one_step_sigma(grid: &Grid) -> f64 {
     let std = (present.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
         / present.len().max(1) as f64)
         .sqrt();
-    let center = quantile(&diffs, 0.5);
-    let abs: Vec<f64> = diffs.iter().map(|d| (d - center).abs()).collect();
-    let robust = 1.4826 * quantile(&abs, 0.5);
-    let spread = if robust > 0.0 {
-        robust
-    } else {
-        (diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len().max(1) as f64).sqrt()
-    };
+    let spread = residual_sigma(&diffs);
     (spread / std.max(1e-12)).max(1e-6)
 }
 

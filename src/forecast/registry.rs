@@ -17,11 +17,11 @@ use super::{Baseline, Cache, Predictor, ServedModel, source_spacing};
 use crate::calendar::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::model::store::{self, ModelMeta};
-use crate::model::train::{Epoch, train};
+use crate::model::train::{Epoch, TrainConfig, TrainError, train};
 use crate::model::window::choose_step;
-use crate::model::{Grid, Shape};
+use crate::model::{Grid, LstmNet, Shape};
 use crate::telemetry::Metrics;
-use crate::upstream::{FamilySource, Upstream};
+use crate::upstream::{FamilySource, SourceSeries, Upstream};
 
 /// How often the scheduler looks for due retraining and retries.
 const SCHEDULE_TICK: Duration = Duration::from_secs(30);
@@ -359,81 +359,34 @@ impl Registry {
         if history.is_empty() {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
-        let max_horizon = self.config.max_horizon(family).as_millis_i64();
-        let step = choose_step(configured_step, source_spacing(&history), max_horizon);
-        let first = history
-            .iter()
-            .filter_map(|s| s.samples.first())
-            .map(|s| s.0)
-            .min()
-            .unwrap_or(end);
-        let last = history
-            .iter()
-            .filter_map(|s| s.samples.last())
-            .map(|s| s.0)
-            .max()
-            .unwrap_or(end);
-        let shape = Shape::for_step(
-            step,
-            self.config.defaults.lookback.as_millis_i64(),
-            max_horizon,
-            last - first,
-        );
-        let cfg = self.config.model.clone();
-        let seed = seed_for(family);
-        let version = self
-            .lock()
-            .get(family)
-            .and_then(|e| e.model.as_ref())
-            .map_or_else(
-                || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
-                |m| m.meta.version,
-            )
-            + 1;
+        let plan = Plan {
+            family: family.to_owned(),
+            version: self
+                .lock()
+                .get(family)
+                .and_then(|e| e.model.as_ref())
+                .map_or_else(
+                    || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
+                    |m| m.meta.version,
+                )
+                + 1,
+            step_ms: configured_step,
+            lookback_ms: self.config.defaults.lookback.as_millis_i64(),
+            max_horizon_ms: self.config.max_horizon(family).as_millis_i64(),
+            train: self.config.model.clone(),
+        };
         let device = self.device.clone();
         let dir = self.dir.clone();
-        let family = family.to_owned();
-        let series_count = history.len();
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let progress = |epoch: Epoch| {
-                if let Some(entry) = me.lock().get_mut(&family) {
+                if let Some(entry) = me.lock().get_mut(&plan.family) {
                     entry.progress = Some(epoch);
                 }
             };
-            let grids: Vec<Grid> = history
-                .iter()
-                .map(|s| {
-                    Grid::resample(
-                        &s.samples,
-                        start,
-                        end,
-                        step,
-                        super::LOOKBACK_MS.max(2 * step),
-                    )
-                })
-                .collect();
-            let trained = train(&grids, shape, &cfg, seed, &device, &progress)?;
-            let meta = ModelMeta {
-                format: 0,
-                family,
-                version,
-                trained_at_ms: now_ms(),
-                step_ms: step,
-                shape,
-                spec: trained.net.spec(),
-                history_ms: (start, end),
-                series: series_count,
-                report: trained.report,
-                weights: String::new(),
-                sha256: String::new(),
-            };
-            let meta = store::save(&dir, &trained.net, meta)?;
-            Ok(ServedModel {
-                meta,
-                net: trained.net,
-                device,
-            })
+            let (meta, net) = fit(&plan, &history, (start, end), &device, &progress)?;
+            let meta = store::save(&dir, &net, meta)?;
+            Ok(ServedModel { meta, net, device })
         })
         .await?
     }
@@ -495,6 +448,79 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// Everything about a family's training run except its history.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The family trained.
+    pub family: String,
+    /// The version the new model gets.
+    pub version: u64,
+    /// The configured model step; `None` for the source's spacing.
+    pub step_ms: Option<i64>,
+    /// Input window length (`defaults.lookback`).
+    pub lookback_ms: i64,
+    /// The family's longest horizon.
+    pub max_horizon_ms: i64,
+    /// Network size and training budget.
+    pub train: TrainConfig,
+}
+
+/// Trains the model `plan` describes on `history`, read over `span`
+/// (Unix ms, inclusive): the one path from samples to a servable model,
+/// shared by the server and `promcast eval` so that what is evaluated is
+/// what is served. The returned metadata names no weights file yet.
+pub fn fit(
+    plan: &Plan,
+    history: &[SourceSeries],
+    span: (i64, i64),
+    device: &Device,
+    progress: &dyn Fn(Epoch),
+) -> Result<(ModelMeta, LstmNet), TrainError> {
+    let (start, end) = span;
+    let step = choose_step(plan.step_ms, source_spacing(history), plan.max_horizon_ms);
+    let first = history
+        .iter()
+        .filter_map(|s| s.samples.first())
+        .map(|s| s.0)
+        .min()
+        .unwrap_or(end);
+    let last = history
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|s| s.0)
+        .max()
+        .unwrap_or(end);
+    let shape = Shape::for_step(step, plan.lookback_ms, plan.max_horizon_ms, last - first);
+    let staleness = super::LOOKBACK_MS.max(2 * step);
+    let grids: Vec<Grid> = history
+        .iter()
+        .map(|s| Grid::resample(&s.samples, start, end, step, staleness))
+        .collect();
+    let trained = train(
+        &grids,
+        shape,
+        &plan.train,
+        seed_for(&plan.family),
+        device,
+        progress,
+    )?;
+    let meta = ModelMeta {
+        format: 0,
+        family: plan.family.clone(),
+        version: plan.version,
+        trained_at_ms: now_ms(),
+        step_ms: step,
+        shape,
+        spec: trained.net.spec(),
+        history_ms: span,
+        series: history.len(),
+        report: trained.report,
+        weights: String::new(),
+        sha256: String::new(),
+    };
+    Ok((meta, trained.net))
 }
 
 /// The wait before retrying after `failures` failed runs in a row: one

@@ -1,0 +1,247 @@
+//! `promcast eval PATH...`: back-tests forecasts and anomaly scores on
+//! recorded series and prints the comparison, as tables or as JSON.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::eval::dataset::{self, Windows};
+use crate::eval::methods::Method;
+use crate::eval::{Evaluator, FileReport, NOTES, Phase, Report};
+
+use super::table;
+
+/// What `promcast eval` was asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// CSV files and folders of them.
+    pub paths: Vec<PathBuf>,
+    /// NAB `combined_windows.json`, for anomaly scoring.
+    pub labels: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    pub json: bool,
+    /// Files evaluated at once.
+    pub jobs: usize,
+}
+
+/// Runs the back-test and prints the report to stdout; progress goes to
+/// stderr.
+pub fn run(evaluator: &Evaluator, request: &Request) -> anyhow::Result<()> {
+    let files = dataset::discover(&request.paths)?;
+    let windows = request.labels.as_deref().map(Windows::read).transpose()?;
+    let recordings = files
+        .iter()
+        .map(|(path, name)| dataset::read_csv(path, name.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let interactive = std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if interactive {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>48} [{bar:24}] {msg}")
+        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
+        .progress_chars("=> ");
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; recordings.len()]);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..request.jobs.clamp(1, recordings.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(recording) = recordings.get(i) else {
+                        break;
+                    };
+                    let bar = multi.add(
+                        ProgressBar::new(1)
+                            .with_style(style.clone())
+                            .with_prefix(recording.name.clone()),
+                    );
+                    let progress = |phase: Phase| match phase {
+                        Phase::Training(e) => {
+                            bar.set_length(e.max_epochs as u64);
+                            bar.set_position(e.epoch as u64);
+                            bar.set_message(format!("training, epoch {}", e.epoch));
+                        }
+                        Phase::Refitting { done, total } => {
+                            bar.set_length(total as u64);
+                            bar.set_position(done as u64);
+                            bar.set_message(format!("ets and mstl at {done}/{total} origins"));
+                        }
+                    };
+                    let labelled = windows.as_ref().and_then(|w| w.of(&recording.path));
+                    let report = evaluator.file(recording, labelled, &progress);
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                    let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                    let line = format!(
+                        "[{done}/{}] {} {} ({:.0} s elapsed)",
+                        recordings.len(),
+                        recording.name,
+                        report.error.as_deref().unwrap_or("done"),
+                        started.elapsed().as_secs_f64()
+                    );
+                    if interactive {
+                        let _ = multi.println(line);
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(report);
+                    }
+                }
+            });
+        }
+    });
+    let files: Vec<FileReport> = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("an evaluation thread panicked"))?
+        .into_iter()
+        .flatten()
+        .collect();
+    let report = Report::new(evaluator.settings(), files);
+    if request.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn number(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{:.1} %", 100.0 * v))
+}
+
+/// The report as text tables.
+pub fn render(report: &Report) -> String {
+    let evaluated = report.files.iter().filter(|f| f.error.is_none()).count();
+    let mut out = format!(
+        "MASE per horizon: median across {evaluated} files (geometric mean); * marks the lowest median\n\n"
+    );
+    let mut header = vec!["method"];
+    header.extend(report.horizons.iter().map(String::as_str));
+    let best: Vec<Option<f64>> = report
+        .horizons
+        .iter()
+        .map(|h| {
+            report
+                .methods
+                .values()
+                .filter_map(|m| m.mase.get(h).copied().flatten())
+                .min_by(f64::total_cmp)
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = Method::ALL
+        .iter()
+        .filter_map(|m| {
+            let summary = report.methods.get(m.name())?;
+            let mut row = vec![m.name().to_owned()];
+            for (h, best) in report.horizons.iter().zip(&best) {
+                let median = summary.mase.get(h).copied().flatten();
+                let mark = if median.is_some() && median == *best {
+                    "*"
+                } else {
+                    ""
+                };
+                row.push(format!(
+                    "{}{mark} ({})",
+                    number(median, 3),
+                    number(summary.mase_geomean.get(h).copied().flatten(), 3)
+                ));
+            }
+            Some(row)
+        })
+        .collect();
+    out += &table(&header, &rows);
+
+    out += &format!(
+        "\nLSTM interval coverage (nominal {:.0} %), all origins pooled:",
+        100.0 * report.interval
+    );
+    for h in &report.horizons {
+        out += &format!(
+            " {h} {}",
+            percent(report.coverage.get(h).copied().flatten())
+        );
+    }
+    out += "; median across files:";
+    for h in &report.horizons {
+        out += &format!(
+            " {h} {}",
+            percent(report.coverage_median.get(h).copied().flatten())
+        );
+    }
+    let a = &report.anomaly;
+    out += &format!(
+        "\n\nAnomaly scoring (anomaly_score > 1): {} of {} labelled windows detected ({}); {} false alarms in {:.1} days ({} per day); NAB score {} (standard profile); {} of points alarming\n",
+        a.totals.detected,
+        a.totals.windows,
+        percent(a.detected_share),
+        a.totals.false_alarms,
+        a.totals.days,
+        number(a.false_alarms_per_day, 2),
+        number(a.nab_score, 1),
+        percent(a.alarm_share),
+    );
+
+    out += "\nPer file\n\n";
+    let mut header = vec!["file", "horizon", "origins"];
+    header.extend(Method::ALL.iter().map(|m| m.name()));
+    header.extend(["coverage", "windows", "detected", "false alarms"]);
+    let mut rows = Vec::new();
+    for f in &report.files {
+        if let Some(e) = &f.error {
+            rows.push(vec![f.file.clone(), "-".into(), "-".into(), e.clone()]);
+            continue;
+        }
+        for (i, h) in report.horizons.iter().enumerate() {
+            let mut row = vec![
+                if i == 0 {
+                    f.file.clone()
+                } else {
+                    String::new()
+                },
+                h.clone(),
+                f.origins.get(h).map_or("-".into(), ToString::to_string),
+            ];
+            for m in Method::ALL {
+                row.push(number(
+                    f.mase
+                        .get(m.name())
+                        .and_then(|x| x.get(h))
+                        .copied()
+                        .flatten(),
+                    3,
+                ));
+            }
+            row.push(percent(f.coverage.get(h).and_then(|c| c.share())));
+            let anomaly = f.anomaly.as_ref().filter(|_| i == 0);
+            row.extend(match anomaly {
+                Some(a) => [a.windows, a.detected, a.false_alarms].map(|n| n.to_string()),
+                None => [(); 3].map(|()| String::new()),
+            });
+            rows.push(row);
+        }
+    }
+    out += &table(&header, &rows);
+    out += &format!(
+        "\nHow these are computed (train share {:.0} %, origin stride {}):\n",
+        100.0 * report.protocol.train_share,
+        report.protocol.stride
+    );
+    for note in NOTES {
+        out += &format!("- {note}\n");
+    }
+    out
+}
