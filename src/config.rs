@@ -260,7 +260,7 @@ impl Default for Defaults {
                 PromDuration::from_secs(3600),
                 PromDuration::from_secs(6 * 3600),
             ],
-            lookback: PromDuration::from_secs(30 * 60),
+            lookback: PromDuration::from_secs(3600),
             train_window: PromDuration::from_secs(7 * 86_400),
             retrain_interval: PromDuration::from_secs(86_400),
         }

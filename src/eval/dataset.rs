@@ -234,7 +234,10 @@ mod tests {
             discover(&[dir.path().to_owned()]).unwrap(),
             [(good.clone(), "a.csv".into()), (bad, "sub/b.csv".into())]
         );
-        assert_eq!(discover(&[good.clone()]).unwrap(), [(good, "a.csv".into())]);
+        assert_eq!(
+            discover(std::slice::from_ref(&good)).unwrap(),
+            [(good, "a.csv".into())]
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(discover(&[empty.path().to_owned()]).is_err());
     }

@@ -95,8 +95,8 @@ pub fn predict_linear(
 ) -> Option<f64> {
     let back = usize::try_from(range_ms / step_ms).ok()?;
     let (mut n, mut sx, mut sy, mut sxy, mut sxx) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for j in i.saturating_sub(back)..=i {
-        let y = values[j];
+    let from = i.saturating_sub(back);
+    for (j, &y) in values.iter().enumerate().take(i + 1).skip(from) {
         if !y.is_finite() {
             continue;
         }

@@ -10,7 +10,7 @@ const FP_WEIGHT: f64 = 0.11;
 /// Mean absolute error of `pairs` (actual, forecast) divided by `scale`,
 /// the in-sample seasonal-naive error; `None` without pairs or scale.
 pub fn mase(pairs: &[(f64, f64)], scale: f64) -> Option<f64> {
-    if pairs.is_empty() || !(scale > 0.0) {
+    if pairs.is_empty() || scale.is_nan() || scale <= 0.0 {
         return None;
     }
     let mae = pairs.iter().map(|(a, f)| (a - f).abs()).sum::<f64>() / pairs.len() as f64;
@@ -71,7 +71,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 0 {
+    Some(if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]

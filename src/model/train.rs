@@ -35,6 +35,9 @@ const MAX_VALIDATION_WINDOWS: usize = 2048;
 const POOL_EPOCHS: usize = 8;
 /// Windows per inference batch during validation.
 const EVAL_BATCH: usize = 512;
+/// Share of an interval tail's nominal miss rate that its validation
+/// quantile is read at.
+const TAIL_MISS_SHARE: f64 = 0.5;
 /// Floor of a step's flat-forecast error when weighting the loss
 /// (normalised units).
 const MIN_STEP_ERROR: f64 = 1e-3;
@@ -318,7 +321,11 @@ pub fn train(
         return Err(TrainError::Diverged);
     };
     let eval = evaluate(&net, &val_set, &spec, &step_weights, device);
-    let lo_q = (1.0 - cfg.interval_coverage) / 2.0;
+    // The validation period is short and just before serving; out of
+    // sample, errors run larger (`promcast eval` measured 78 % coverage at
+    // 1h for a 90 % interval read off plain quantiles), so each tail takes
+    // half its nominal miss rate.
+    let lo_q = (1.0 - cfg.interval_coverage) / 2.0 * TAIL_MISS_SHARE;
     let hi_q = 1.0 - lo_q;
     let mut residual_lo = Vec::with_capacity(spec.outputs);
     let mut residual_hi = Vec::with_capacity(spec.outputs);
