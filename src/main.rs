@@ -117,7 +117,9 @@ struct EvalArgs {
     labels: Option<PathBuf>,
     /// Take an origin every N points of the forecast part (1: every
     /// point). ETS and MSTL are refitted at each origin, which
-    /// dominates the run time.
+    /// dominates the run time. Every target then falls at the same
+    /// phase of any N-point rhythm: prefer N prime to the series'
+    /// rhythms (7, not 12, on 5-minute data with hourly jobs).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     stride: u64,
     /// Files evaluated at once (default: one per CPU).
