@@ -100,13 +100,14 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    fn failed(recording: &Recording, step_s: i64, points: usize, error: String) -> Self {
+    /// A report with nothing scored yet.
+    fn new(recording: &Recording, step_s: i64, points: usize) -> Self {
         Self {
             file: recording.name.clone(),
             step_s,
             points,
             dropped_rows: recording.dropped,
-            error: Some(error),
+            error: None,
             mase_scale: None,
             origins: BTreeMap::new(),
             mase: BTreeMap::new(),
@@ -115,6 +116,13 @@ impl FileReport {
             alarm_points: 0,
             test_points: 0,
             training: None,
+        }
+    }
+
+    fn failed(recording: &Recording, step_s: i64, points: usize, error: String) -> Self {
+        Self {
+            error: Some(error),
+            ..Self::new(recording, step_s, points)
         }
     }
 }
@@ -314,8 +322,7 @@ fn evaluate_file(
 
     let train = &values[..split];
     let scale = score::seasonal_naive_error(train, day);
-    let mut report = FileReport::failed(recording, step / 1000, n, String::new());
-    report.error = None;
+    let mut report = FileReport::new(recording, step / 1000, n);
     report.mase_scale = scale;
     report.training = training;
     for (label, h_ms, k) in &steps {
