@@ -115,15 +115,23 @@ pub fn predict_linear(
     Some(intercept + slope * horizon_ms as f64 / 1000.0)
 }
 
+/// The methods refitted at every origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refit {
+    /// [`Method::Ets`].
+    Ets,
+    /// [`Method::Mstl`].
+    Mstl,
+}
+
+impl Refit {
+    /// Both, in report order.
+    pub const ALL: [Refit; 2] = [Refit::Ets, Refit::Mstl];
+}
+
 /// ETS or MSTL refitted on the `FIT_DAYS` before and including `i`
 /// (gaps carried forward), forecasting `1..=k_max` points ahead.
-pub fn refit(
-    method: Method,
-    values: &[f64],
-    i: usize,
-    k_max: usize,
-    day: usize,
-) -> Option<Vec<f64>> {
+pub fn refit(model: Refit, values: &[f64], i: usize, k_max: usize, day: usize) -> Option<Vec<f64>> {
     let from = (i + 1).saturating_sub(FIT_DAYS * day);
     let mut history = Vec::with_capacity(i + 1 - from);
     let mut carried = None;
@@ -135,13 +143,13 @@ pub fn refit(
             history.push(c);
         }
     }
-    let forecast = match method {
-        Method::Ets => AutoETS::non_seasonal()
+    let forecast = match model {
+        Refit::Ets => AutoETS::non_seasonal()
             .fit(&history)
             .ok()?
             .predict(k_max, None)
             .ok(),
-        Method::Mstl => {
+        Refit::Mstl => {
             if history.len() < 2 * day + 1 {
                 return None;
             }
@@ -151,7 +159,6 @@ pub fn refit(
                 .predict(k_max, None)
                 .ok()
         }
-        _ => return None,
     };
     let point = forecast?.point;
     point.iter().all(|v| v.is_finite()).then_some(point)
@@ -204,11 +211,11 @@ mod tests {
         let v: Vec<f64> = (0..5 * day)
             .map(|i| 10.0 + (i as f64 / day as f64 * std::f64::consts::TAU).sin())
             .collect();
-        for method in [Method::Ets, Method::Mstl] {
-            let f = refit(method, &v, v.len() - 1, 3, day).unwrap();
+        for model in Refit::ALL {
+            let f = refit(model, &v, v.len() - 1, 3, day).unwrap();
             assert_eq!(f.len(), 3);
-            assert!(f.iter().all(|x| (x - 10.0).abs() < 3.0), "{method:?} {f:?}");
+            assert!(f.iter().all(|x| (x - 10.0).abs() < 3.0), "{model:?} {f:?}");
         }
-        assert!(refit(Method::Mstl, &v, day, 3, day).is_none());
+        assert!(refit(Refit::Mstl, &v, day, 3, day).is_none());
     }
 }

@@ -28,7 +28,7 @@ use crate::telemetry::Metrics;
 use crate::upstream::SourceSeries;
 
 use dataset::Recording;
-use methods::Method;
+use methods::{Method, Refit};
 use score::{AnomalyScore, Coverage};
 
 /// Share of each series the LSTM trains on; the rest is forecast.
@@ -305,11 +305,11 @@ fn evaluate_file(
         .step_by(settings.stride.max(1))
         .filter(|&i| values[i].is_finite() && i + 1 < n)
         .collect();
-    let mut refits: HashMap<(Method, usize), Vec<f64>> = HashMap::new();
+    let mut refits: HashMap<(Refit, usize), Vec<f64>> = HashMap::new();
     for (done, &i) in origins.iter().enumerate() {
-        for method in [Method::Ets, Method::Mstl] {
-            if let Some(f) = methods::refit(method, values, i, k_max.max(1), day) {
-                refits.insert((method, i), f);
+        for model in Refit::ALL {
+            if let Some(f) = methods::refit(model, values, i, k_max.max(1), day) {
+                refits.insert((model, i), f);
             }
         }
         if done % 64 == 63 || done + 1 == origins.len() {
@@ -346,8 +346,8 @@ fn evaluate_file(
                 lstm_at(SeriesKind::Predicted, *h_ms, i),
                 methods::seasonal_naive(values, i, k, season),
                 methods::predict_linear(values, step, i, range, *h_ms),
-                refits.get(&(Method::Ets, i)).map(|f| f[k - 1]),
-                refits.get(&(Method::Mstl, i)).map(|f| f[k - 1]),
+                refits.get(&(Refit::Ets, i)).map(|f| f[k - 1]),
+                refits.get(&(Refit::Mstl, i)).map(|f| f[k - 1]),
             ];
             if forecasts.iter().any(|f| !f.is_some_and(f64::is_finite)) {
                 continue;
