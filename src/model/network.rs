@@ -79,7 +79,7 @@ impl LstmNet {
     pub fn forward(&self, x: Tensor<3>, seasonal: Tensor<2>) -> Tensor<2> {
         let mut h = x;
         for layer in &self.layers {
-            h = super::lstm_kernel::forward(layer, h);
+            h = super::fused_lstm::forward(layer, h);
         }
         let [batch, steps, hidden] = h.dims();
         let last = h.narrow(1, steps - 1, 1).reshape([batch, hidden]);

@@ -1,0 +1,494 @@
+//! One LSTM layer over whole sequences on host memory: the forward pass,
+//! keeping what training needs, and backpropagation through time. The
+//! arithmetic behind promcast's fused burn operation
+//! (`promcast::model::fused_lstm`), which owns the tensors and the shapes.
+//!
+//! Layout: row-major `f32`; gates side by side in the order input, forget,
+//! cell candidate, output; the state starts at zero.
+//!
+//! How it is fast: per step, one product of the hidden state with all four
+//! gates' recurrent weights, the gate arithmetic fused behind it, several
+//! sequences at once so that each weight row read serves several of them,
+//! chunks of sequences on separate threads, and loops written for the
+//! compiler to vectorise (compiled for AVX2 where the CPU has it, with an
+//! `exp` built from arithmetic rather than a library call).
+
+/// Gates per hidden unit.
+pub const GATES: usize = 4;
+/// Sequences advanced together.
+const BLOCK: usize = 4;
+/// Fewest sequences worth a thread of their own.
+const MIN_PER_THREAD: usize = 16;
+
+/// The shapes of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Sequences.
+    pub batch: usize,
+    /// Time steps per sequence.
+    pub steps: usize,
+    /// Input features per step.
+    pub inputs: usize,
+    /// Hidden units.
+    pub hidden: usize,
+}
+
+impl Dims {
+    /// Gate pre-activations per step: `4 · hidden`.
+    pub fn gates(self) -> usize {
+        GATES * self.hidden
+    }
+
+    fn with_batch(self, batch: usize) -> Self {
+        Self { batch, ..self }
+    }
+
+    fn check(self, x: &[f32], w: Weights<'_>) {
+        let g = self.gates();
+        assert_eq!(
+            x.len(),
+            self.batch * self.steps * self.inputs,
+            "input length"
+        );
+        assert_eq!(w.input.len(), self.inputs * g, "input weights length");
+        assert_eq!(w.hidden.len(), self.hidden * g, "hidden weights length");
+        assert_eq!(w.bias.len(), g, "bias length");
+    }
+}
+
+/// A layer's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// `[inputs, 4·hidden]`
+    pub input: &'a [f32],
+    /// `[hidden, 4·hidden]`
+    pub hidden: &'a [f32],
+    /// `[4·hidden]`: the input and hidden transforms' biases summed.
+    pub bias: &'a [f32],
+}
+
+/// What the forward pass keeps for the backward one: the four gates after
+/// their activations and the cell state, per sequence and step.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// `[batch, steps, 4·hidden]`
+    gates: Vec<f32>,
+    /// `[batch, steps, hidden]`
+    cells: Vec<f32>,
+}
+
+/// Gradients of the loss with respect to each operand, in its layout.
+#[derive(Debug, Clone)]
+pub struct Grads {
+    /// `[batch, steps, inputs]`
+    pub input: Vec<f32>,
+    /// `[inputs, 4·hidden]`
+    pub input_weights: Vec<f32>,
+    /// `[hidden, 4·hidden]`
+    pub hidden_weights: Vec<f32>,
+    /// `[4·hidden]`
+    pub bias: Vec<f32>,
+}
+
+/// Runs the layer over `x` (`[batch, steps, inputs]`) and returns the
+/// hidden state at every step (`[batch, steps, hidden]`), with the trace
+/// [`backward`] needs when `keep_trace`.
+///
+/// # Panics
+/// When a buffer's length disagrees with `d`.
+pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32>, Option<Trace>) {
+    d.check(x, w);
+    let per_seq = d.steps * d.hidden;
+    let mut out = vec![0.0f32; d.batch * per_seq];
+    let mut trace = keep_trace.then(|| Trace {
+        gates: vec![0.0; d.batch * d.steps * d.gates()],
+        cells: vec![0.0; d.batch * per_seq],
+    });
+    let per = chunk(d.batch);
+    let xs = x.chunks(per * d.steps * d.inputs);
+    let outs = out.chunks_mut(per * per_seq);
+    let traces: Vec<Option<(&mut [f32], &mut [f32])>> = match &mut trace {
+        Some(t) => t
+            .gates
+            .chunks_mut(per * d.steps * d.gates())
+            .zip(t.cells.chunks_mut(per * per_seq))
+            .map(Some)
+            .collect(),
+        None => (0..d.batch.div_ceil(per)).map(|_| None).collect(),
+    };
+    let jobs = xs.zip(outs).zip(traces).map(|((x, out), trace)| {
+        let d = d.with_batch(out.len() / per_seq);
+        move || fastest(|| forward_chunk(d, w, x, out, trace))
+    });
+    run_all(jobs.collect());
+    (out, trace)
+}
+
+/// Backpropagation through time: the gradients of every operand, given the
+/// inputs and output of a [`forward`] pass with its trace, and `d_hidden`,
+/// the gradient of the loss with respect to that output.
+///
+/// # Panics
+/// When a buffer's length disagrees with `d`.
+pub fn backward(
+    d: Dims,
+    x: &[f32],
+    w: Weights<'_>,
+    hidden: &[f32],
+    trace: &Trace,
+    d_hidden: &[f32],
+) -> Grads {
+    d.check(x, w);
+    let g = d.gates();
+    let per_seq = d.steps * d.hidden;
+    assert_eq!(hidden.len(), d.batch * per_seq, "output length");
+    assert_eq!(d_hidden.len(), hidden.len(), "output gradient length");
+    assert_eq!(trace.cells.len(), hidden.len(), "trace length");
+    let per = chunk(d.batch);
+    // Transposed weights turn the products with the gate gradients into
+    // contiguous multiply-adds.
+    let wx_t = transpose(w.input, d.inputs, g);
+    let wh_t = transpose(w.hidden, d.hidden, g);
+    let mut input = vec![0.0f32; x.len()];
+    let mut partial: Vec<Grads> = Vec::new();
+    partial.resize_with(d.batch.div_ceil(per), || Grads {
+        input: Vec::new(),
+        input_weights: vec![0.0; d.inputs * g],
+        hidden_weights: vec![0.0; d.hidden * g],
+        bias: vec![0.0; g],
+    });
+    let jobs = input
+        .chunks_mut(per * d.steps * d.inputs)
+        .zip(partial.iter_mut())
+        .enumerate()
+        .map(|(n, (dx, sums))| {
+            let d = d.with_batch(dx.len() / (d.steps * d.inputs));
+            let span = |len: usize| n * per * len..(n * per + d.batch) * len;
+            let saved = Saved {
+                x: &x[span(d.steps * d.inputs)],
+                h: &hidden[span(per_seq)],
+                dh: &d_hidden[span(per_seq)],
+                gates: &trace.gates[span(d.steps * g)],
+                cells: &trace.cells[span(per_seq)],
+            };
+            let (wx_t, wh_t) = (wx_t.as_slice(), wh_t.as_slice());
+            move || fastest(|| backward_chunk(d, saved, wx_t, wh_t, dx, sums))
+        });
+    run_all(jobs.collect());
+    let mut parts = partial.into_iter();
+    let mut sum = parts.next().expect("at least one chunk");
+    for p in parts {
+        add(&mut sum.input_weights, &p.input_weights);
+        add(&mut sum.hidden_weights, &p.hidden_weights);
+        add(&mut sum.bias, &p.bias);
+    }
+    sum.input = input;
+    sum
+}
+
+/// Runs each job on a thread of its own, or the only one on this thread
+/// (starting a thread costs more than a small batch).
+fn run_all<F: FnOnce() + Send>(mut jobs: Vec<F>) {
+    if jobs.len() == 1 {
+        if let Some(job) = jobs.pop() {
+            job();
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        for job in jobs {
+            scope.spawn(job);
+        }
+    });
+}
+
+/// [`forward`] for one chunk of sequences, `BLOCK` at a time.
+#[inline(always)]
+fn forward_chunk(
+    d: Dims,
+    w: Weights<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    mut trace: Option<(&mut [f32], &mut [f32])>,
+) {
+    let g = d.gates();
+    let mut gates = vec![0.0f32; BLOCK * g];
+    let mut h = vec![0.0f32; BLOCK * d.hidden];
+    let mut c = vec![0.0f32; BLOCK * d.hidden];
+    for first in (0..d.batch).step_by(BLOCK) {
+        let n = BLOCK.min(d.batch - first);
+        h.fill(0.0);
+        c.fill(0.0);
+        for t in 0..d.steps {
+            for s in 0..n {
+                let row = &mut gates[s * g..(s + 1) * g];
+                row.copy_from_slice(w.bias);
+                let xt = &x[((first + s) * d.steps + t) * d.inputs..][..d.inputs];
+                for (k, &xk) in xt.iter().enumerate() {
+                    axpy(row, xk, &w.input[k * g..(k + 1) * g]);
+                }
+            }
+            for k in 0..d.hidden {
+                let wk = &w.hidden[k * g..(k + 1) * g];
+                for s in 0..n {
+                    axpy(&mut gates[s * g..(s + 1) * g], h[s * d.hidden + k], wk);
+                }
+            }
+            for s in 0..n {
+                let at = (first + s) * d.steps + t;
+                let row = &mut gates[s * g..(s + 1) * g];
+                let (i, rest) = row.split_at_mut(d.hidden);
+                let (f, rest) = rest.split_at_mut(d.hidden);
+                let (cand, o) = rest.split_at_mut(d.hidden);
+                let hs = &mut h[s * d.hidden..(s + 1) * d.hidden];
+                let cs = &mut c[s * d.hidden..(s + 1) * d.hidden];
+                for j in 0..d.hidden {
+                    (i[j], f[j], cand[j], o[j]) =
+                        (sigmoid(i[j]), sigmoid(f[j]), tanh(cand[j]), sigmoid(o[j]));
+                    cs[j] = f[j] * cs[j] + i[j] * cand[j];
+                    hs[j] = o[j] * tanh(cs[j]);
+                }
+                out[at * d.hidden..][..d.hidden].copy_from_slice(hs);
+                if let Some((tg, tc)) = trace.as_mut() {
+                    tg[at * g..][..g].copy_from_slice(row);
+                    tc[at * d.hidden..][..d.hidden].copy_from_slice(cs);
+                }
+            }
+        }
+    }
+}
+
+/// One chunk's slices of what the forward pass saw and kept.
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    x: &'a [f32],
+    h: &'a [f32],
+    dh: &'a [f32],
+    gates: &'a [f32],
+    cells: &'a [f32],
+}
+
+/// Backpropagation through time over one chunk of sequences: writes the
+/// input gradients into `dx` and adds the chunk's weight gradients to
+/// `sums`.
+#[inline(always)]
+fn backward_chunk(
+    d: Dims,
+    saved: Saved<'_>,
+    wx_t: &[f32],
+    wh_t: &[f32],
+    dx: &mut [f32],
+    sums: &mut Grads,
+) {
+    let Saved {
+        x,
+        h,
+        dh: dh_out,
+        gates,
+        cells,
+    } = saved;
+    let (g, hid) = (d.gates(), d.hidden);
+    let dwx = &mut sums.input_weights;
+    let dwh = &mut sums.hidden_weights;
+    let db = &mut sums.bias;
+    let mut da = vec![0.0f32; g];
+    let mut dh_next = vec![0.0f32; hid];
+    let mut dc_next = vec![0.0f32; hid];
+    for s in 0..d.batch {
+        dh_next.fill(0.0);
+        dc_next.fill(0.0);
+        for t in (0..d.steps).rev() {
+            let at = s * d.steps + t;
+            let row = &gates[at * g..][..g];
+            let (i, rest) = row.split_at(hid);
+            let (f, rest) = rest.split_at(hid);
+            let (cand, o) = rest.split_at(hid);
+            let c = &cells[at * hid..][..hid];
+            let dh = &dh_out[at * hid..][..hid];
+            for j in 0..hid {
+                let c_prev = if t > 0 {
+                    cells[(at - 1) * hid + j]
+                } else {
+                    0.0
+                };
+                let dh = dh[j] + dh_next[j];
+                let tc = tanh(c[j]);
+                let dc = dc_next[j] + dh * o[j] * (1.0 - tc * tc);
+                da[j] = dc * cand[j] * i[j] * (1.0 - i[j]);
+                da[hid + j] = dc * c_prev * f[j] * (1.0 - f[j]);
+                da[2 * hid + j] = dc * i[j] * (1.0 - cand[j] * cand[j]);
+                da[3 * hid + j] = dh * tc * o[j] * (1.0 - o[j]);
+                dc_next[j] = dc * f[j];
+            }
+            add(db, &da);
+            let xt = &x[at * d.inputs..][..d.inputs];
+            for (k, &xk) in xt.iter().enumerate() {
+                axpy(&mut dwx[k * g..(k + 1) * g], xk, &da);
+            }
+            let dxt = &mut dx[at * d.inputs..][..d.inputs];
+            dxt.fill(0.0);
+            dh_next.fill(0.0);
+            for (j, &daj) in da.iter().enumerate() {
+                axpy(dxt, daj, &wx_t[j * d.inputs..][..d.inputs]);
+                axpy(&mut dh_next, daj, &wh_t[j * hid..][..hid]);
+            }
+            if t > 0 {
+                let h_prev = &h[(at - 1) * hid..][..hid];
+                for (k, &hk) in h_prev.iter().enumerate() {
+                    axpy(&mut dwh[k * g..(k + 1) * g], hk, &da);
+                }
+            }
+        }
+    }
+}
+
+/// Sequences per thread: all of them on one thread for small batches.
+fn chunk(batch: usize) -> usize {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(batch / MIN_PER_THREAD)
+        .max(1);
+    batch.div_ceil(threads).max(1)
+}
+
+/// `rows × cols` row-major → `cols × rows` row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Runs `f` compiled for AVX2 where the CPU has it. The hot loops are
+/// written plainly for the compiler to vectorise, and without this it may
+/// only assume the x86-64 baseline (SSE2: four lanes).
+#[inline(always)]
+fn fastest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: this CPU has just been checked for AVX2.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+/// `acc += a·w`, element by element.
+#[inline(always)]
+fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
+    for (y, &wj) in acc.iter_mut().zip(w) {
+        *y += a * wj;
+    }
+}
+
+#[inline(always)]
+fn add(acc: &mut [f32], v: &[f32]) {
+    for (y, &vj) in acc.iter_mut().zip(v) {
+        *y += vj;
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
+/// `e^x` to within a few units in the last place, in arithmetic the
+/// compiler can vectorise (the library's `exp` is a call per element):
+/// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r` by its Taylor series to the
+/// 6th power (error below 2e-7), `2^n` built in the exponent bits.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // Past these e^x leaves f32's normal range: clamp to 0 and to 2^127.
+    let x = x.clamp(-87.3, 88.0);
+    // Adding and removing 1.5·2^23 rounds to the nearest integer without a
+    // rounding instruction, which the baseline instruction set lacks.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // ln 2 in two parts, so that n·ln 2 is subtracted without rounding error.
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_within_a_few_ulps() {
+        let mut worst = 0.0f64;
+        for i in -87_000..88_000 {
+            let x = i as f32 / 1000.0;
+            let want = f64::from(x).exp();
+            worst = worst.max((f64::from(exp(x)) - want).abs() / want);
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp(-1000.0), exp(-87.3), "very negative inputs clamp");
+        assert!(exp(1000.0).is_finite(), "very large inputs stay finite");
+        assert!((tanh(-20.0) + 1.0).abs() < 1e-6 && (sigmoid(30.0) - 1.0).abs() < 1e-6);
+    }
+
+    /// The loss `Σ hidden · weights` and its gradient with respect to the
+    /// input, against central differences, over enough sequences for two
+    /// threads and a partial block.
+    #[test]
+    fn input_gradient_matches_finite_differences() {
+        let d = Dims {
+            batch: 37,
+            steps: 6,
+            inputs: 3,
+            hidden: 5,
+        };
+        let g = d.gates();
+        let mut seed = 12345u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+        };
+        let x: Vec<f32> = (0..d.batch * d.steps * d.inputs).map(|_| next()).collect();
+        let wi: Vec<f32> = (0..d.inputs * g).map(|_| next()).collect();
+        let wh: Vec<f32> = (0..d.hidden * g).map(|_| next()).collect();
+        let b: Vec<f32> = (0..g).map(|_| next()).collect();
+        let weights: Vec<f32> = (0..d.batch * d.steps * d.hidden).map(|_| next()).collect();
+        let w = Weights {
+            input: &wi,
+            hidden: &wh,
+            bias: &b,
+        };
+        let loss = |x: &[f32]| -> f64 {
+            let (h, _) = forward(d, x, w, false);
+            h.iter().zip(&weights).map(|(a, b)| f64::from(a * b)).sum()
+        };
+        let (h, trace) = forward(d, &x, w, true);
+        let grads = backward(d, &x, w, &h, &trace.unwrap(), &weights);
+        for i in (0..x.len()).step_by(7) {
+            let eps = 1e-2;
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let numeric = (loss(&up) - loss(&down)) / (2.0 * f64::from(eps));
+            let analytic = f64::from(grads.input[i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 * numeric.abs().max(1.0),
+                "input {i}: numeric {numeric}, analytic {analytic}"
+            );
+        }
+    }
+}
