@@ -118,7 +118,7 @@ pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32
     };
     let jobs = xs.zip(outs).zip(traces).map(|((x, out), trace)| {
         let d = d.with_batch(out.len() / per_seq);
-        move || fastest(|| forward_chunk(d, w, x, out, trace))
+        move || forward_chunk(d, w, x, out, trace)
     });
     run_all(jobs.collect());
     (out, trace)
@@ -145,10 +145,6 @@ pub fn backward(
     assert_eq!(d_hidden.len(), hidden.len(), "output gradient length");
     assert_eq!(trace.cells.len(), hidden.len(), "trace length");
     let per = chunk(d.batch);
-    // Transposed weights turn the products with the gate gradients into
-    // contiguous multiply-adds.
-    let wx_t = transpose(w.input, d.inputs, g);
-    let wh_t = transpose(w.hidden, d.hidden, g);
     let mut input = vec![0.0f32; x.len()];
     let mut partial: Vec<Grads> = Vec::new();
     partial.resize_with(d.batch.div_ceil(per), || Grads {
@@ -171,8 +167,7 @@ pub fn backward(
                 gates: &trace.gates[span(d.steps * g)],
                 cells: &trace.cells[span(per_seq)],
             };
-            let (wx_t, wh_t) = (wx_t.as_slice(), wh_t.as_slice());
-            move || fastest(|| backward_chunk(d, saved, wx_t, wh_t, dx, sums))
+            move || backward_chunk(d, saved, w, dx, sums)
         });
     run_all(jobs.collect());
     let mut parts = partial.into_iter();
@@ -202,9 +197,36 @@ fn run_all<F: FnOnce() + Send>(mut jobs: Vec<F>) {
     });
 }
 
-/// [`forward`] for one chunk of sequences, `BLOCK` at a time.
-#[inline(always)]
+/// [`forward`] for one chunk of sequences.
 fn forward_chunk(
+    d: Dims,
+    w: Weights<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    trace: Option<(&mut [f32], &mut [f32])>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            d: Dims,
+            w: Weights<'_>,
+            x: &[f32],
+            out: &mut [f32],
+            trace: Option<(&mut [f32], &mut [f32])>,
+        ) {
+            forward_steps(d, w, x, out, trace);
+        }
+        // SAFETY: this CPU has just been checked for AVX2.
+        return unsafe { avx2(d, w, x, out, trace) };
+    }
+    forward_steps(d, w, x, out, trace);
+}
+
+/// The body of [`forward_chunk`], `BLOCK` sequences at a time, inlined into
+/// each instruction-set variant.
+#[inline(always)]
+fn forward_steps(
     d: Dims,
     w: Weights<'_>,
     x: &[f32],
@@ -240,14 +262,9 @@ fn forward_chunk(
                 let (i, rest) = row.split_at_mut(d.hidden);
                 let (f, rest) = rest.split_at_mut(d.hidden);
                 let (cand, o) = rest.split_at_mut(d.hidden);
-                let hs = &mut h[s * d.hidden..(s + 1) * d.hidden];
-                let cs = &mut c[s * d.hidden..(s + 1) * d.hidden];
-                for j in 0..d.hidden {
-                    (i[j], f[j], cand[j], o[j]) =
-                        (sigmoid(i[j]), sigmoid(f[j]), tanh(cand[j]), sigmoid(o[j]));
-                    cs[j] = f[j] * cs[j] + i[j] * cand[j];
-                    hs[j] = o[j] * tanh(cs[j]);
-                }
+                let hs = &mut h[s * d.hidden..][..d.hidden];
+                let cs = &mut c[s * d.hidden..][..d.hidden];
+                cell_step(i, f, cand, o, cs, hs);
                 out[at * d.hidden..][..d.hidden].copy_from_slice(hs);
                 if let Some((tg, tc)) = trace.as_mut() {
                     tg[at * g..][..g].copy_from_slice(row);
@@ -268,18 +285,91 @@ struct Saved<'a> {
     cells: &'a [f32],
 }
 
+/// Applies the gate activations in place and advances the cell state `c`
+/// and hidden state `h` by one step. A function of its own so that the
+/// compiler knows the six slices apart and vectorises the loop.
+#[inline(always)]
+fn cell_step(
+    i: &mut [f32],
+    f: &mut [f32],
+    cand: &mut [f32],
+    o: &mut [f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = h.len();
+    let (i, f, cand, o, c) = (
+        &mut i[..n],
+        &mut f[..n],
+        &mut cand[..n],
+        &mut o[..n],
+        &mut c[..n],
+    );
+    for j in 0..n {
+        (i[j], f[j], cand[j], o[j]) = (sigmoid(i[j]), sigmoid(f[j]), tanh(cand[j]), sigmoid(o[j]));
+        c[j] = f[j] * c[j] + i[j] * cand[j];
+        h[j] = o[j] * tanh(c[j]);
+    }
+}
+
+/// One step back through the cell: from the gates after activation `[i,
+/// f, cand, o]`, the cell state `c` and the one before it, the output's
+/// gradient `dh` and the gradients flowing back from the next step (which
+/// it replaces with this step's, for the cell), writes the gradients of
+/// the four gates' pre-activations. A function of its own so that the
+/// compiler knows the slices apart and vectorises the loop.
+#[inline(always)]
+fn cell_grad(
+    [i, f, cand, o]: [&[f32]; 4],
+    c: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dh_next: &mut [f32],
+    dc_next: &mut [f32],
+    [da_i, da_f, da_c, da_o]: [&mut [f32]; 4],
+) {
+    let n = c.len();
+    let (i, f, cand, o) = (&i[..n], &f[..n], &cand[..n], &o[..n]);
+    let (c_prev, dh, dh_next, dc_next) =
+        (&c_prev[..n], &dh[..n], &mut dh_next[..n], &mut dc_next[..n]);
+    let (da_i, da_f, da_c, da_o) = (
+        &mut da_i[..n],
+        &mut da_f[..n],
+        &mut da_c[..n],
+        &mut da_o[..n],
+    );
+    for j in 0..n {
+        let dh = dh[j] + dh_next[j];
+        let tc = tanh(c[j]);
+        let dc = dc_next[j] + dh * o[j] * (1.0 - tc * tc);
+        da_i[j] = dc * cand[j] * i[j] * (1.0 - i[j]);
+        da_f[j] = dc * c_prev[j] * f[j] * (1.0 - f[j]);
+        da_c[j] = dc * i[j] * (1.0 - cand[j] * cand[j]);
+        da_o[j] = dh * tc * o[j] * (1.0 - o[j]);
+        dc_next[j] = dc * f[j];
+    }
+}
+
 /// Backpropagation through time over one chunk of sequences: writes the
 /// input gradients into `dx` and adds the chunk's weight gradients to
 /// `sums`.
+fn backward_chunk(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
+            backward_steps(d, saved, w, dx, sums);
+        }
+        // SAFETY: this CPU has just been checked for AVX2.
+        return unsafe { avx2(d, saved, w, dx, sums) };
+    }
+    backward_steps(d, saved, w, dx, sums);
+}
+
+/// The body of [`backward_chunk`], inlined into each instruction-set
+/// variant.
 #[inline(always)]
-fn backward_chunk(
-    d: Dims,
-    saved: Saved<'_>,
-    wx_t: &[f32],
-    wh_t: &[f32],
-    dx: &mut [f32],
-    sums: &mut Grads,
-) {
+fn backward_steps(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
     let Saved {
         x,
         h,
@@ -294,6 +384,7 @@ fn backward_chunk(
     let mut da = vec![0.0f32; g];
     let mut dh_next = vec![0.0f32; hid];
     let mut dc_next = vec![0.0f32; hid];
+    let zeros = vec![0.0f32; hid];
     for s in 0..d.batch {
         dh_next.fill(0.0);
         dc_next.fill(0.0);
@@ -304,33 +395,37 @@ fn backward_chunk(
             let (f, rest) = rest.split_at(hid);
             let (cand, o) = rest.split_at(hid);
             let c = &cells[at * hid..][..hid];
+            let c_prev = if t > 0 {
+                &cells[(at - 1) * hid..][..hid]
+            } else {
+                &zeros[..hid]
+            };
             let dh = &dh_out[at * hid..][..hid];
-            for j in 0..hid {
-                let c_prev = if t > 0 {
-                    cells[(at - 1) * hid + j]
-                } else {
-                    0.0
-                };
-                let dh = dh[j] + dh_next[j];
-                let tc = tanh(c[j]);
-                let dc = dc_next[j] + dh * o[j] * (1.0 - tc * tc);
-                da[j] = dc * cand[j] * i[j] * (1.0 - i[j]);
-                da[hid + j] = dc * c_prev * f[j] * (1.0 - f[j]);
-                da[2 * hid + j] = dc * i[j] * (1.0 - cand[j] * cand[j]);
-                da[3 * hid + j] = dh * tc * o[j] * (1.0 - o[j]);
-                dc_next[j] = dc * f[j];
-            }
+            let (da_i, rest) = da.split_at_mut(hid);
+            let (da_f, rest) = rest.split_at_mut(hid);
+            let (da_c, da_o) = rest.split_at_mut(hid);
+            cell_grad(
+                [i, f, cand, o],
+                c,
+                c_prev,
+                dh,
+                &mut dh_next,
+                &mut dc_next,
+                [da_i, da_f, da_c, da_o],
+            );
             add(db, &da);
             let xt = &x[at * d.inputs..][..d.inputs];
             for (k, &xk) in xt.iter().enumerate() {
                 axpy(&mut dwx[k * g..(k + 1) * g], xk, &da);
             }
+            // The gradients flowing to the input and to the previous hidden
+            // state, row by row of the weights: one long dot product each.
             let dxt = &mut dx[at * d.inputs..][..d.inputs];
-            dxt.fill(0.0);
-            dh_next.fill(0.0);
-            for (j, &daj) in da.iter().enumerate() {
-                axpy(dxt, daj, &wx_t[j * d.inputs..][..d.inputs]);
-                axpy(&mut dh_next, daj, &wh_t[j * hid..][..hid]);
+            for (k, dxk) in dxt.iter_mut().enumerate() {
+                *dxk = dot(&w.input[k * g..(k + 1) * g], &da);
+            }
+            for (k, dhk) in dh_next.iter_mut().enumerate() {
+                *dhk = dot(&w.hidden[k * g..(k + 1) * g], &da);
             }
             if t > 0 {
                 let h_prev = &h[(at - 1) * hid..][..hid];
@@ -351,40 +446,33 @@ fn chunk(batch: usize) -> usize {
     batch.div_ceil(threads).max(1)
 }
 
-/// `rows × cols` row-major → `cols × rows` row-major.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = m[r * cols + c];
-        }
-    }
-    t
-}
-
-/// Runs `f` compiled for AVX2 where the CPU has it. The hot loops are
-/// written plainly for the compiler to vectorise, and without this it may
-/// only assume the x86-64 baseline (SSE2: four lanes).
-#[inline(always)]
-fn fastest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // SAFETY: this CPU has just been checked for AVX2.
-        return unsafe { avx2(f) };
-    }
-    f()
-}
-
 /// `acc += a·w`, element by element.
 #[inline(always)]
 fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
     for (y, &wj) in acc.iter_mut().zip(w) {
         *y += a * wj;
     }
+}
+
+/// `Σ a·b`, in eight lanes four times over so that the compiler can
+/// vectorise it without reordering a single sum.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 32;
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += xa[l] * xb[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]
@@ -410,19 +498,23 @@ fn tanh(x: f32) -> f32 {
 /// 6th power (error below 2e-7), `2^n` built in the exponent bits.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    // Past these e^x leaves f32's normal range: clamp to 0 and to 2^127.
-    let x = x.clamp(-87.3, 88.0);
-    // Adding and removing 1.5·2^23 rounds to the nearest integer without a
-    // rounding instruction, which the baseline instruction set lacks.
+    // Past these e^x leaves f32's normal range: clamp to 2^-126 and 2^127.
+    let x = x.max(-87.3).min(88.0);
+    // Adding 1.5·2^23 rounds x·log2(e) to an integer n and leaves n in the
+    // low mantissa bits, with neither a rounding instruction (the baseline
+    // instruction set has none) nor a float-to-integer conversion.
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     // ln 2 in two parts, so that n·ln 2 is subtracted without rounding error.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    // (bits + 127) << 23 shifts the magic number's bits out and leaves
+    // n + 127 as the exponent: 2^n.
+    f32::from_bits(t.to_bits().wrapping_add(127) << 23) * p
 }
 
 #[cfg(test)]
