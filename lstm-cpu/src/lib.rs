@@ -104,6 +104,10 @@ pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32
         gates: vec![0.0; d.batch * d.steps * d.gates()],
         cells: vec![0.0; d.batch * per_seq],
     });
+    // The input and recurrent weights as one `[inputs + hidden, 4·hidden]`
+    // matrix, so that a step's gates are one product.
+    let stacked = [w.input, w.hidden].concat();
+    let stacked = stacked.as_slice();
     let per = chunk(d.batch);
     let xs = x.chunks(per * d.steps * d.inputs);
     let outs = out.chunks_mut(per * per_seq);
@@ -118,7 +122,7 @@ pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32
     };
     let jobs = xs.zip(outs).zip(traces).map(|((x, out), trace)| {
         let d = d.with_batch(out.len() / per_seq);
-        move || forward_chunk(d, w, x, out, trace)
+        move || forward_chunk(d, w, stacked, x, out, trace)
     });
     run_all(jobs.collect());
     (out, trace)
@@ -201,39 +205,44 @@ fn run_all<F: FnOnce() + Send>(mut jobs: Vec<F>) {
 fn forward_chunk(
     d: Dims,
     w: Weights<'_>,
+    stacked: &[f32],
     x: &[f32],
     out: &mut [f32],
     trace: Option<(&mut [f32], &mut [f32])>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
         fn avx2(
             d: Dims,
             w: Weights<'_>,
+            stacked: &[f32],
             x: &[f32],
             out: &mut [f32],
             trace: Option<(&mut [f32], &mut [f32])>,
         ) {
-            forward_steps(d, w, x, out, trace);
+            forward_steps::<true>(d, w, stacked, x, out, trace);
         }
-        // SAFETY: this CPU has just been checked for AVX2.
-        return unsafe { avx2(d, w, x, out, trace) };
+        // SAFETY: this CPU has just been checked for AVX2 and FMA.
+        return unsafe { avx2(d, w, stacked, x, out, trace) };
     }
-    forward_steps(d, w, x, out, trace);
+    forward_steps::<false>(d, w, stacked, x, out, trace);
 }
 
 /// The body of [`forward_chunk`], `BLOCK` sequences at a time, inlined into
 /// each instruction-set variant.
 #[inline(always)]
-fn forward_steps(
+fn forward_steps<const FMA: bool>(
     d: Dims,
     w: Weights<'_>,
+    stacked: &[f32],
     x: &[f32],
     out: &mut [f32],
     mut trace: Option<(&mut [f32], &mut [f32])>,
 ) {
     let g = d.gates();
+    let k_len = d.inputs + d.hidden;
+    let mut z = vec![0.0f32; BLOCK * k_len];
     let mut gates = vec![0.0f32; BLOCK * g];
     let mut h = vec![0.0f32; BLOCK * d.hidden];
     let mut c = vec![0.0f32; BLOCK * d.hidden];
@@ -242,19 +251,22 @@ fn forward_steps(
         h.fill(0.0);
         c.fill(0.0);
         for t in 0..d.steps {
+            // Each sequence's input and previous hidden state side by
+            // side, against the input and recurrent weights stacked.
             for s in 0..n {
-                let row = &mut gates[s * g..(s + 1) * g];
-                row.copy_from_slice(w.bias);
-                let xt = &x[((first + s) * d.steps + t) * d.inputs..][..d.inputs];
-                for (k, &xk) in xt.iter().enumerate() {
-                    axpy(row, xk, &w.input[k * g..(k + 1) * g]);
+                let at = (first + s) * d.steps + t;
+                let xt = &x[at * d.inputs..][..d.inputs];
+                let ht = &h[s * d.hidden..][..d.hidden];
+                for (k, &v) in xt.iter().chain(ht).enumerate() {
+                    z[k * n + s] = v;
                 }
             }
-            for k in 0..d.hidden {
-                let wk = &w.hidden[k * g..(k + 1) * g];
-                for s in 0..n {
-                    axpy(&mut gates[s * g..(s + 1) * g], h[s * d.hidden + k], wk);
-                }
+            let z = &z[..k_len * n];
+            match n {
+                1 => gate_products::<1, FMA>(z, stacked, w.bias, &mut gates),
+                2 => gate_products::<2, FMA>(z, stacked, w.bias, &mut gates),
+                3 => gate_products::<3, FMA>(z, stacked, w.bias, &mut gates),
+                _ => gate_products::<BLOCK, FMA>(z, stacked, w.bias, &mut gates),
             }
             for s in 0..n {
                 let at = (first + s) * d.steps + t;
@@ -283,6 +295,59 @@ struct Saved<'a> {
     dh: &'a [f32],
     gates: &'a [f32],
     cells: &'a [f32],
+}
+
+/// `gates[s] = bias + z[s] · stacked` for the `R` sequences whose inputs
+/// `z` holds transposed (`[k_len, R]`), tile by tile of output columns,
+/// each tile's sums held in registers over the whole of `k`.
+#[inline(always)]
+fn gate_products<const R: usize, const FMA: bool>(
+    z: &[f32],
+    stacked: &[f32],
+    bias: &[f32],
+    gates: &mut [f32],
+) {
+    let g = bias.len();
+    let mut j = 0;
+    while j + 16 <= g {
+        gate_tile::<R, 16, FMA>(z, stacked, bias, gates, j);
+        j += 16;
+    }
+    while j + 8 <= g {
+        gate_tile::<R, 8, FMA>(z, stacked, bias, gates, j);
+        j += 8;
+    }
+    while j < g {
+        gate_tile::<R, 1, FMA>(z, stacked, bias, gates, j);
+        j += 1;
+    }
+}
+
+/// Columns `j..j + W` of [`gate_products`].
+#[inline(always)]
+fn gate_tile<const R: usize, const W: usize, const FMA: bool>(
+    z: &[f32],
+    stacked: &[f32],
+    bias: &[f32],
+    gates: &mut [f32],
+    j: usize,
+) {
+    let g = bias.len();
+    let mut acc = [[0.0f32; W]; R];
+    for row in &mut acc {
+        row.copy_from_slice(&bias[j..j + W]);
+    }
+    for (zk, wrow) in z.chunks_exact(R).zip(stacked.chunks_exact(g)) {
+        let wk: &[f32; W] = wrow[j..j + W].try_into().expect("a whole tile");
+        for (row, &zs) in acc.iter_mut().zip(zk) {
+            for l in 0..W {
+                row[l] = madd::<FMA>(zs, wk[l], row[l]);
+            }
+        }
+    }
+    for (s, row) in acc.iter().enumerate() {
+        gates[s * g + j..][..W].copy_from_slice(row);
+    }
 }
 
 /// Applies the gate activations in place and advances the cell state `c`
@@ -358,18 +423,24 @@ fn backward_chunk(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sum
     if std::arch::is_x86_feature_detected!("avx2") {
         #[target_feature(enable = "avx2")]
         fn avx2(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
-            backward_steps(d, saved, w, dx, sums);
+            backward_steps::<false>(d, saved, w, dx, sums);
         }
         // SAFETY: this CPU has just been checked for AVX2.
         return unsafe { avx2(d, saved, w, dx, sums) };
     }
-    backward_steps(d, saved, w, dx, sums);
+    backward_steps::<false>(d, saved, w, dx, sums);
 }
 
 /// The body of [`backward_chunk`], inlined into each instruction-set
 /// variant.
 #[inline(always)]
-fn backward_steps(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
+fn backward_steps<const FMA: bool>(
+    d: Dims,
+    saved: Saved<'_>,
+    w: Weights<'_>,
+    dx: &mut [f32],
+    sums: &mut Grads,
+) {
     let Saved {
         x,
         h,
@@ -416,21 +487,21 @@ fn backward_steps(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sum
             add(db, &da);
             let xt = &x[at * d.inputs..][..d.inputs];
             for (k, &xk) in xt.iter().enumerate() {
-                axpy(&mut dwx[k * g..(k + 1) * g], xk, &da);
+                axpy::<FMA>(&mut dwx[k * g..(k + 1) * g], xk, &da);
             }
             // The gradients flowing to the input and to the previous hidden
             // state, row by row of the weights: one long dot product each.
             let dxt = &mut dx[at * d.inputs..][..d.inputs];
             for (k, dxk) in dxt.iter_mut().enumerate() {
-                *dxk = dot(&w.input[k * g..(k + 1) * g], &da);
+                *dxk = dot::<FMA>(&w.input[k * g..(k + 1) * g], &da);
             }
             for (k, dhk) in dh_next.iter_mut().enumerate() {
-                *dhk = dot(&w.hidden[k * g..(k + 1) * g], &da);
+                *dhk = dot::<FMA>(&w.hidden[k * g..(k + 1) * g], &da);
             }
             if t > 0 {
                 let h_prev = &h[(at - 1) * hid..][..hid];
                 for (k, &hk) in h_prev.iter().enumerate() {
-                    axpy(&mut dwh[k * g..(k + 1) * g], hk, &da);
+                    axpy::<FMA>(&mut dwh[k * g..(k + 1) * g], hk, &da);
                 }
             }
         }
@@ -448,16 +519,23 @@ fn chunk(batch: usize) -> usize {
 
 /// `acc += a·w`, element by element.
 #[inline(always)]
-fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
+fn axpy<const FMA: bool>(acc: &mut [f32], a: f32, w: &[f32]) {
     for (y, &wj) in acc.iter_mut().zip(w) {
-        *y += a * wj;
+        *y = madd::<FMA>(a, wj, *y);
     }
+}
+
+/// `a·b + c`: fused where the CPU has it (the caller says so); without
+/// that, `mul_add` would be a library call.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// `Σ a·b`, in eight lanes four times over so that the compiler can
 /// vectorise it without reordering a single sum.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 32;
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -469,7 +547,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .sum();
     for (xa, xb) in ca.zip(cb) {
         for l in 0..LANES {
-            acc[l] += xa[l] * xb[l];
+            acc[l] = madd::<FMA>(xa[l], xb[l], acc[l]);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -499,7 +577,7 @@ fn tanh(x: f32) -> f32 {
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     // Past these e^x leaves f32's normal range: clamp to 2^-126 and 2^127.
-    let x = x.max(-87.3).min(88.0);
+    let x = x.clamp(-87.3, 88.0);
     // Adding 1.5·2^23 rounds x·log2(e) to an integer n and leaves n in the
     // low mantissa bits, with neither a rounding instruction (the baseline
     // instruction set has none) nor a float-to-integer conversion.
