@@ -149,14 +149,15 @@ pub fn backward(
     assert_eq!(d_hidden.len(), hidden.len(), "output gradient length");
     assert_eq!(trace.cells.len(), hidden.len(), "trace length");
     let per = chunk(d.batch);
+    let k_len = d.inputs + d.hidden;
+    // `[inputs + hidden, 4·hidden]` stacked, as in the forward pass, and
+    // transposed: the gradient flowing back to a step's input and previous
+    // hidden state is then one tiled product, like the forward one.
+    let stacked_t = transpose(&[w.input, w.hidden].concat(), k_len, g);
+    let stacked_t = stacked_t.as_slice();
     let mut input = vec![0.0f32; x.len()];
-    let mut partial: Vec<Grads> = Vec::new();
-    partial.resize_with(d.batch.div_ceil(per), || Grads {
-        input: Vec::new(),
-        input_weights: vec![0.0; d.inputs * g],
-        hidden_weights: vec![0.0; d.hidden * g],
-        bias: vec![0.0; g],
-    });
+    // Per chunk: the stacked weights' gradient, then the bias's.
+    let mut partial = vec![vec![0.0f32; (k_len + 1) * g]; d.batch.div_ceil(per)];
     let jobs = input
         .chunks_mut(per * d.steps * d.inputs)
         .zip(partial.iter_mut())
@@ -171,18 +172,22 @@ pub fn backward(
                 gates: &trace.gates[span(d.steps * g)],
                 cells: &trace.cells[span(per_seq)],
             };
-            move || backward_chunk(d, saved, w, dx, sums)
+            move || backward_chunk(d, saved, stacked_t, dx, sums)
         });
     run_all(jobs.collect());
     let mut parts = partial.into_iter();
     let mut sum = parts.next().expect("at least one chunk");
     for p in parts {
-        add(&mut sum.input_weights, &p.input_weights);
-        add(&mut sum.hidden_weights, &p.hidden_weights);
-        add(&mut sum.bias, &p.bias);
+        add(&mut sum, &p);
     }
-    sum.input = input;
-    sum
+    let bias = sum.split_off(k_len * g);
+    let hidden_weights = sum.split_off(d.inputs * g);
+    Grads {
+        input,
+        input_weights: sum,
+        hidden_weights,
+        bias,
+    }
 }
 
 /// Runs each job on a thread of its own, or the only one on this thread
@@ -417,29 +422,29 @@ fn cell_grad(
 
 /// Backpropagation through time over one chunk of sequences: writes the
 /// input gradients into `dx` and adds the chunk's weight gradients to
-/// `sums`.
-fn backward_chunk(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
+/// `sums` (the stacked weights', then the bias's).
+fn backward_chunk(d: Dims, saved: Saved<'_>, stacked_t: &[f32], dx: &mut [f32], sums: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2(d: Dims, saved: Saved<'_>, w: Weights<'_>, dx: &mut [f32], sums: &mut Grads) {
-            backward_steps::<false>(d, saved, w, dx, sums);
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(d: Dims, saved: Saved<'_>, stacked_t: &[f32], dx: &mut [f32], sums: &mut [f32]) {
+            backward_steps::<true>(d, saved, stacked_t, dx, sums);
         }
-        // SAFETY: this CPU has just been checked for AVX2.
-        return unsafe { avx2(d, saved, w, dx, sums) };
+        // SAFETY: this CPU has just been checked for AVX2 and FMA.
+        return unsafe { avx2(d, saved, stacked_t, dx, sums) };
     }
-    backward_steps::<false>(d, saved, w, dx, sums);
+    backward_steps::<false>(d, saved, stacked_t, dx, sums);
 }
 
-/// The body of [`backward_chunk`], inlined into each instruction-set
-/// variant.
+/// The body of [`backward_chunk`], `BLOCK` sequences at a time, inlined
+/// into each instruction-set variant.
 #[inline(always)]
 fn backward_steps<const FMA: bool>(
     d: Dims,
     saved: Saved<'_>,
-    w: Weights<'_>,
+    stacked_t: &[f32],
     dx: &mut [f32],
-    sums: &mut Grads,
+    sums: &mut [f32],
 ) {
     let Saved {
         x,
@@ -449,63 +454,138 @@ fn backward_steps<const FMA: bool>(
         cells,
     } = saved;
     let (g, hid) = (d.gates(), d.hidden);
-    let dwx = &mut sums.input_weights;
-    let dwh = &mut sums.hidden_weights;
-    let db = &mut sums.bias;
-    let mut da = vec![0.0f32; g];
-    let mut dh_next = vec![0.0f32; hid];
-    let mut dc_next = vec![0.0f32; hid];
-    let zeros = vec![0.0f32; hid];
-    for s in 0..d.batch {
+    let k_len = d.inputs + hid;
+    let (d_stacked, db) = sums.split_at_mut(k_len * g);
+    let zeros = vec![0.0f32; k_len.max(g)];
+    let mut da = vec![0.0f32; BLOCK * g];
+    let mut da_t = vec![0.0f32; g * BLOCK];
+    let mut z = vec![0.0f32; k_len * BLOCK];
+    let mut back = vec![0.0f32; BLOCK * k_len];
+    let mut dh_next = vec![0.0f32; BLOCK * hid];
+    let mut dc_next = vec![0.0f32; BLOCK * hid];
+    for first in (0..d.batch).step_by(BLOCK) {
+        let n = BLOCK.min(d.batch - first);
         dh_next.fill(0.0);
         dc_next.fill(0.0);
         for t in (0..d.steps).rev() {
-            let at = s * d.steps + t;
-            let row = &gates[at * g..][..g];
-            let (i, rest) = row.split_at(hid);
-            let (f, rest) = rest.split_at(hid);
-            let (cand, o) = rest.split_at(hid);
-            let c = &cells[at * hid..][..hid];
-            let c_prev = if t > 0 {
-                &cells[(at - 1) * hid..][..hid]
-            } else {
-                &zeros[..hid]
-            };
-            let dh = &dh_out[at * hid..][..hid];
-            let (da_i, rest) = da.split_at_mut(hid);
-            let (da_f, rest) = rest.split_at_mut(hid);
-            let (da_c, da_o) = rest.split_at_mut(hid);
-            cell_grad(
-                [i, f, cand, o],
-                c,
-                c_prev,
-                dh,
-                &mut dh_next,
-                &mut dc_next,
-                [da_i, da_f, da_c, da_o],
-            );
-            add(db, &da);
-            let xt = &x[at * d.inputs..][..d.inputs];
-            for (k, &xk) in xt.iter().enumerate() {
-                axpy::<FMA>(&mut dwx[k * g..(k + 1) * g], xk, &da);
-            }
-            // The gradients flowing to the input and to the previous hidden
-            // state, row by row of the weights: one long dot product each.
-            let dxt = &mut dx[at * d.inputs..][..d.inputs];
-            for (k, dxk) in dxt.iter_mut().enumerate() {
-                *dxk = dot::<FMA>(&w.input[k * g..(k + 1) * g], &da);
-            }
-            for (k, dhk) in dh_next.iter_mut().enumerate() {
-                *dhk = dot::<FMA>(&w.hidden[k * g..(k + 1) * g], &da);
-            }
-            if t > 0 {
-                let h_prev = &h[(at - 1) * hid..][..hid];
-                for (k, &hk) in h_prev.iter().enumerate() {
-                    axpy::<FMA>(&mut dwh[k * g..(k + 1) * g], hk, &da);
+            for s in 0..n {
+                let at = (first + s) * d.steps + t;
+                let row = &gates[at * g..][..g];
+                let (i, rest) = row.split_at(hid);
+                let (f, rest) = rest.split_at(hid);
+                let (cand, o) = rest.split_at(hid);
+                let c_prev = if t > 0 {
+                    &cells[(at - 1) * hid..][..hid]
+                } else {
+                    &zeros[..hid]
+                };
+                let da = &mut da[s * g..][..g];
+                let (da_i, rest) = da.split_at_mut(hid);
+                let (da_f, rest) = rest.split_at_mut(hid);
+                let (da_c, da_o) = rest.split_at_mut(hid);
+                cell_grad(
+                    [i, f, cand, o],
+                    &cells[at * hid..][..hid],
+                    c_prev,
+                    &dh_out[at * hid..][..hid],
+                    &mut dh_next[s * hid..][..hid],
+                    &mut dc_next[s * hid..][..hid],
+                    [da_i, da_f, da_c, da_o],
+                );
+                add(db, da);
+                // What the step read: its input and the hidden state before.
+                let xt = &x[at * d.inputs..][..d.inputs];
+                let h_prev = if t > 0 {
+                    &h[(at - 1) * hid..][..hid]
+                } else {
+                    &zeros[..hid]
+                };
+                for (k, &v) in xt.iter().chain(h_prev).enumerate() {
+                    z[k * n + s] = v;
                 }
+                for (j, &v) in da.iter().enumerate() {
+                    da_t[j * n + s] = v;
+                }
+            }
+            let (z, da_t) = (&z[..k_len * n], &da_t[..g * n]);
+            match n {
+                1 => outer_products::<1, FMA>(z, &da, d_stacked),
+                2 => outer_products::<2, FMA>(z, &da, d_stacked),
+                3 => outer_products::<3, FMA>(z, &da, d_stacked),
+                _ => outer_products::<BLOCK, FMA>(z, &da, d_stacked),
+            }
+            // [dx, dh] = da · stackedᵀ: the gate products run backwards.
+            let no_bias = &zeros[..k_len];
+            match n {
+                1 => gate_products::<1, FMA>(da_t, stacked_t, no_bias, &mut back),
+                2 => gate_products::<2, FMA>(da_t, stacked_t, no_bias, &mut back),
+                3 => gate_products::<3, FMA>(da_t, stacked_t, no_bias, &mut back),
+                _ => gate_products::<BLOCK, FMA>(da_t, stacked_t, no_bias, &mut back),
+            }
+            for s in 0..n {
+                let at = (first + s) * d.steps + t;
+                let (back_x, back_h) = back[s * k_len..][..k_len].split_at(d.inputs);
+                dx[at * d.inputs..][..d.inputs].copy_from_slice(back_x);
+                dh_next[s * hid..][..hid].copy_from_slice(back_h);
             }
         }
     }
+}
+
+/// `d_stacked += zᵀ · da` for the `R` sequences of a block, whose step
+/// inputs `z` are transposed (`[k_len, R]`) and gate gradients `da` are
+/// row by row (`[R, g]`), tile by tile of columns.
+#[inline(always)]
+fn outer_products<const R: usize, const FMA: bool>(z: &[f32], da: &[f32], d_stacked: &mut [f32]) {
+    let g = d_stacked.len() / (z.len() / R);
+    let mut j = 0;
+    while j + 16 <= g {
+        outer_tile::<R, 16, FMA>(z, da, d_stacked, j);
+        j += 16;
+    }
+    while j + 8 <= g {
+        outer_tile::<R, 8, FMA>(z, da, d_stacked, j);
+        j += 8;
+    }
+    while j < g {
+        outer_tile::<R, 1, FMA>(z, da, d_stacked, j);
+        j += 1;
+    }
+}
+
+/// Columns `j..j + W` of [`outer_products`]: the gate gradients' tile is
+/// held in registers while every row of the weights' gradient passes.
+#[inline(always)]
+fn outer_tile<const R: usize, const W: usize, const FMA: bool>(
+    z: &[f32],
+    da: &[f32],
+    d_stacked: &mut [f32],
+    j: usize,
+) {
+    let g = d_stacked.len() / (z.len() / R);
+    let mut tile = [[0.0f32; W]; R];
+    for (s, row) in tile.iter_mut().enumerate() {
+        row.copy_from_slice(&da[s * g + j..][..W]);
+    }
+    for (zk, drow) in z.chunks_exact(R).zip(d_stacked.chunks_exact_mut(g)) {
+        let out: &mut [f32; W] = (&mut drow[j..j + W]).try_into().expect("a whole tile");
+        for (row, &zs) in tile.iter().zip(zk) {
+            for l in 0..W {
+                out[l] = madd::<FMA>(zs, row[l], out[l]);
+            }
+        }
+    }
+}
+
+/// `rows × cols` row-major → `cols × rows` row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
 }
 
 /// Sequences per thread: all of them on one thread for small batches.
@@ -517,40 +597,11 @@ fn chunk(batch: usize) -> usize {
     batch.div_ceil(threads).max(1)
 }
 
-/// `acc += a·w`, element by element.
-#[inline(always)]
-fn axpy<const FMA: bool>(acc: &mut [f32], a: f32, w: &[f32]) {
-    for (y, &wj) in acc.iter_mut().zip(w) {
-        *y = madd::<FMA>(a, wj, *y);
-    }
-}
-
 /// `a·b + c`: fused where the CPU has it (the caller says so); without
 /// that, `mul_add` would be a library call.
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// `Σ a·b`, in eight lanes four times over so that the compiler can
-/// vectorise it without reordering a single sum.
-#[inline(always)]
-fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 32;
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (xa, xb) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] = madd::<FMA>(xa[l], xb[l], acc[l]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]
