@@ -138,7 +138,7 @@ impl<B: Backend> Backward<B, 4> for LayerBackward {
         let grad = grads.consume::<B>(&ops.node);
         let device = grad.device();
         let saved = ops.state;
-        let d_hidden = floats(&read::<B>(grad)).into_owned();
+        let d_hidden = floats(read::<B>(grad));
         let op = &saved.op;
         let d = op.d;
         let g = lstm_cpu::backward(
@@ -315,10 +315,10 @@ impl Operands {
                 inputs,
                 hidden,
             },
-            x: floats(&input).into_owned(),
-            wx: floats(&input_weights).into_owned(),
-            wh: floats(&hidden_weights).into_owned(),
-            b: floats(&bias).into_owned(),
+            x: floats(input),
+            wx: floats(input_weights),
+            wh: floats(hidden_weights),
+            b: floats(bias),
         }
     }
 
@@ -344,16 +344,11 @@ fn dims<const D: usize>(data: &TensorData) -> [usize; D] {
     })
 }
 
-fn floats(data: &TensorData) -> std::borrow::Cow<'_, [f32]> {
-    match data.as_slice::<f32>() {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => std::borrow::Cow::Owned(
-            data.clone()
-                .convert::<f32>()
-                .try_into_vec()
-                .unwrap_or_default(),
-        ),
-    }
+/// A tensor's values as `f32`, without a copy when they already are.
+fn floats(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
+        .try_into_vec()
+        .expect("an f32 tensor's values read as f32")
 }
 
 #[cfg(test)]
