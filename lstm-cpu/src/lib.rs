@@ -97,9 +97,30 @@ pub struct Grads {
 /// # Panics
 /// When a buffer's length disagrees with `d`.
 pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32>, Option<Trace>) {
+    run_forward(d, x, w, keep_trace, true)
+}
+
+/// Runs the layer over `x` (`[batch, steps, inputs]`) and returns only the
+/// hidden state after the last step (`[batch, hidden]`): what a last layer
+/// needs at inference, without writing out every step.
+///
+/// # Panics
+/// When a buffer's length disagrees with `d`.
+pub fn last_states(d: Dims, x: &[f32], w: Weights<'_>) -> Vec<f32> {
+    run_forward(d, x, w, false, false).0
+}
+
+fn run_forward(
+    d: Dims,
+    x: &[f32],
+    w: Weights<'_>,
+    keep_trace: bool,
+    every_step: bool,
+) -> (Vec<f32>, Option<Trace>) {
     d.check(x, w);
     let per_seq = d.steps * d.hidden;
-    let mut out = vec![0.0f32; d.batch * per_seq];
+    let out_per_seq = if every_step { per_seq } else { d.hidden };
+    let mut out = vec![0.0f32; d.batch * out_per_seq];
     let mut trace = keep_trace.then(|| Trace {
         gates: vec![0.0; d.batch * d.steps * d.gates()],
         cells: vec![0.0; d.batch * per_seq],
@@ -110,7 +131,7 @@ pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32
     let stacked = stacked.as_slice();
     let per = chunk(d.batch);
     let xs = x.chunks(per * d.steps * d.inputs);
-    let outs = out.chunks_mut(per * per_seq);
+    let outs = out.chunks_mut(per * out_per_seq);
     let traces: Vec<Option<(&mut [f32], &mut [f32])>> = match &mut trace {
         Some(t) => t
             .gates
@@ -121,11 +142,29 @@ pub fn forward(d: Dims, x: &[f32], w: Weights<'_>, keep_trace: bool) -> (Vec<f32
         None => (0..d.batch.div_ceil(per)).map(|_| None).collect(),
     };
     let jobs = xs.zip(outs).zip(traces).map(|((x, out), trace)| {
-        let d = d.with_batch(out.len() / per_seq);
-        move || forward_chunk(d, w, stacked, x, out, trace)
+        let d = d.with_batch(out.len() / out_per_seq);
+        move || {
+            forward_chunk(
+                d,
+                w,
+                stacked,
+                x,
+                Out {
+                    values: out,
+                    every_step,
+                },
+                trace,
+            )
+        }
     });
     run_all(jobs.collect());
     (out, trace)
+}
+
+/// Where a chunk's hidden states go: every step's, or the last one's.
+struct Out<'a> {
+    values: &'a mut [f32],
+    every_step: bool,
 }
 
 /// Backpropagation through time: the gradients of every operand, given the
@@ -212,7 +251,7 @@ fn forward_chunk(
     w: Weights<'_>,
     stacked: &[f32],
     x: &[f32],
-    out: &mut [f32],
+    out: Out<'_>,
     trace: Option<(&mut [f32], &mut [f32])>,
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -223,7 +262,7 @@ fn forward_chunk(
             w: Weights<'_>,
             stacked: &[f32],
             x: &[f32],
-            out: &mut [f32],
+            out: Out<'_>,
             trace: Option<(&mut [f32], &mut [f32])>,
         ) {
             forward_steps::<true>(d, w, stacked, x, out, trace);
@@ -242,7 +281,7 @@ fn forward_steps<const FMA: bool>(
     w: Weights<'_>,
     stacked: &[f32],
     x: &[f32],
-    out: &mut [f32],
+    out: Out<'_>,
     mut trace: Option<(&mut [f32], &mut [f32])>,
 ) {
     let g = d.gates();
@@ -282,7 +321,11 @@ fn forward_steps<const FMA: bool>(
                 let hs = &mut h[s * d.hidden..][..d.hidden];
                 let cs = &mut c[s * d.hidden..][..d.hidden];
                 cell_step(i, f, cand, o, cs, hs);
-                out[at * d.hidden..][..d.hidden].copy_from_slice(hs);
+                if out.every_step {
+                    out.values[at * d.hidden..][..d.hidden].copy_from_slice(hs);
+                } else if t + 1 == d.steps {
+                    out.values[(first + s) * d.hidden..][..d.hidden].copy_from_slice(hs);
+                }
                 if let Some((tg, tc)) = trace.as_mut() {
                     tg[at * g..][..g].copy_from_slice(row);
                     tc[at * d.hidden..][..d.hidden].copy_from_slice(cs);
@@ -698,6 +741,12 @@ mod tests {
             h.iter().zip(&weights).map(|(a, b)| f64::from(a * b)).sum()
         };
         let (h, trace) = forward(d, &x, w, true);
+        let last: Vec<f32> = h
+            .chunks(d.steps * d.hidden)
+            .flat_map(|seq| &seq[(d.steps - 1) * d.hidden..])
+            .copied()
+            .collect();
+        assert_eq!(last_states(d, &x, w), last, "the last step alone, as in the full output");
         let grads = backward(d, &x, w, &h, &trace.unwrap(), &weights);
         for i in (0..x.len()).step_by(7) {
             let eps = 1e-2;

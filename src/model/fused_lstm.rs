@@ -42,6 +42,23 @@ pub trait FusedLstm: Backend {
         hidden_weights: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// As [`Self::lstm_layer`], but only the hidden state after the last
+    /// step, `[batch, hidden]`: what the last layer gives the head.
+    fn lstm_last(
+        input: FloatTensor<Self>,
+        input_weights: FloatTensor<Self>,
+        hidden_weights: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [batch, steps, _] = input.shape().dims();
+        let hidden = bias.shape().dims::<1>()[0] / GATES;
+        let every = Self::lstm_layer(input, input_weights, hidden_weights, bias);
+        let slices: [burn::backend::Slice; 3] =
+            [(..).into(), (steps - 1..steps).into(), (..).into()];
+        let last = Self::float_slice(every, &slices);
+        Self::float_reshape(last, [batch, hidden].into())
+    }
 }
 
 impl FusedLstm for burn::backend::Flex {
@@ -51,7 +68,16 @@ impl FusedLstm for burn::backend::Flex {
         hidden_weights: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias)
+        inference::<Self>(input, input_weights, hidden_weights, bias, true)
+    }
+
+    fn lstm_last(
+        input: FloatTensor<Self>,
+        input_weights: FloatTensor<Self>,
+        hidden_weights: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        inference::<Self>(input, input_weights, hidden_weights, bias, false)
     }
 }
 
@@ -63,21 +89,37 @@ impl FusedLstm for burn::backend::NdArray {
         hidden_weights: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias)
+        inference::<Self>(input, input_weights, hidden_weights, bias, true)
+    }
+
+    fn lstm_last(
+        input: FloatTensor<Self>,
+        input_weights: FloatTensor<Self>,
+        hidden_weights: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        inference::<Self>(input, input_weights, hidden_weights, bias, false)
     }
 }
 
-/// The forward pass without a trace, on any CPU backend.
+/// The forward pass without a trace, on any CPU backend: every step's
+/// hidden state, or only the last one's.
 fn inference<B: Backend>(
     input: FloatTensor<B>,
     input_weights: FloatTensor<B>,
     hidden_weights: FloatTensor<B>,
     bias: FloatTensor<B>,
+    every_step: bool,
 ) -> FloatTensor<B> {
     let device = input.device();
     let op = Operands::read::<B>(input, input_weights, hidden_weights, bias);
-    let (hidden, _) = lstm_cpu::forward(op.d, &op.x, op.weights(), false);
-    write::<B>(hidden, op.output_shape(), &device)
+    if every_step {
+        let (hidden, _) = lstm_cpu::forward(op.d, &op.x, op.weights(), false);
+        write::<B>(hidden, op.output_shape(), &device)
+    } else {
+        let last = lstm_cpu::last_states(op.d, &op.x, op.weights());
+        write::<B>(last, vec![op.d.batch, op.d.hidden], &device)
+    }
 }
 
 impl<B: Backend, C: CheckpointStrategy> FusedLstm for Autodiff<B, C> {
@@ -195,6 +237,26 @@ pub fn forward(layer: &Lstm, input: Tensor<3>) -> Tensor<3> {
             packed.bias.into_dispatch(),
         )),
         _ => layer.forward(input, None).0,
+    }
+}
+
+/// Runs `layer` over `input` `[batch, steps, inputs]` from a zero state and
+/// returns the hidden state after the last step, `[batch, hidden]`.
+pub fn last_state(layer: &Lstm, input: Tensor<3>) -> Tensor<2> {
+    match (fusable(&input.device()), Packed::of(layer)) {
+        (true, Some(packed)) => Tensor::from_dispatch(Dispatch::lstm_last(
+            input.into_dispatch(),
+            packed.input_weights.into_dispatch(),
+            packed.hidden_weights.into_dispatch(),
+            packed.bias.into_dispatch(),
+        )),
+        _ => {
+            let [batch, steps, _] = input.dims();
+            let every = layer.forward(input, None).0;
+            every
+                .narrow(1, steps - 1, 1)
+                .reshape([batch, layer.d_hidden])
+        }
     }
 }
 
@@ -391,8 +453,15 @@ mod tests {
                 Distribution::Normal(0.0, 1.5),
                 device,
             );
-            let (off, scale) = worst(forward(&layer, x.clone()), layer.forward(x, None).0);
+            let want = layer.forward(x.clone(), None).0;
+            let (off, scale) = worst(forward(&layer, x.clone()), want.clone());
             assert!(off < 1e-5, "batch {batch}, steps {steps}: off by {off}");
+            let want_last = want.narrow(1, steps - 1, 1).reshape([batch, hidden]);
+            let (off_last, _) = worst(last_state(&layer, x), want_last);
+            assert!(
+                off_last < 1e-5,
+                "batch {batch}, steps {steps}: last step off by {off_last}"
+            );
             assert!(
                 scale > 0.05,
                 "a test whose outputs are all near zero proves little"
@@ -422,6 +491,25 @@ mod tests {
             let grads_of = |out: Tensor<3>| (out * weights.clone()).sum().backward();
             let fused = grads_of(forward(&layer, x.clone()));
             let stock = grads_of(layer.forward(x.clone(), None).0);
+            // The last step alone, as the last layer feeds the head.
+            let last_weights = weights
+                .clone()
+                .narrow(1, steps - 1, 1)
+                .reshape([batch, hidden]);
+            let fused_last = (last_state(&layer, x.clone()) * last_weights.clone())
+                .sum()
+                .backward();
+            let stock_out = layer.forward(x.clone(), None).0;
+            let stock_last = (stock_out.narrow(1, steps - 1, 1).reshape([batch, hidden])
+                * last_weights)
+                .sum()
+                .backward();
+            let w = layer.cell_gate.hidden_transform.weight.val();
+            let (off, scale) = worst(w.grad(&fused_last).unwrap(), w.grad(&stock_last).unwrap());
+            assert!(
+                off <= 1e-4 * scale.max(1.0),
+                "last state, batch {batch}: off by {off}"
+            );
             let mut checked = vec![worst(x.grad(&fused).unwrap(), x.grad(&stock).unwrap())];
             let gates = [
                 &layer.input_gate,

@@ -5,6 +5,8 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
+
+use super::fused_lstm;
 use serde::{Deserialize, Serialize};
 
 /// The shape of a network, stored with every saved model.
@@ -77,12 +79,14 @@ impl LstmNet {
     /// Inputs `[batch, window, inputs]` and seasonal-naive changes
     /// `[batch, outputs]` → predicted changes `[batch, outputs]`.
     pub fn forward(&self, x: Tensor<3>, seasonal: Tensor<2>) -> Tensor<2> {
-        let mut h = x;
-        for layer in &self.layers {
-            h = super::fused_lstm::forward(layer, h);
-        }
-        let [batch, steps, hidden] = h.dims();
-        let last = h.narrow(1, steps - 1, 1).reshape([batch, hidden]);
+        let (last_layer, below) = self
+            .layers
+            .split_last()
+            .expect("a network has at least one layer");
+        let h = below
+            .iter()
+            .fold(x, |h, layer| fused_lstm::forward(layer, h));
+        let last = fused_lstm::last_state(last_layer, h);
         self.head.forward(last) + seasonal * self.seasonal_weight.val().unsqueeze::<2>()
     }
 }
