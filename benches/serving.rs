@@ -18,8 +18,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
@@ -28,6 +30,7 @@ use promcast::duration::PromDuration;
 use promcast::forecast::registry::{Plan, fit};
 use promcast::forecast::{Cache, Predictor, ServedModel, evaluate};
 use promcast::labels::Labels;
+use promcast::model::LstmNet;
 use promcast::model::train::TrainConfig;
 use promcast::series::{Horizon, Output, SeriesKind};
 use promcast::telemetry::Metrics;
@@ -41,6 +44,37 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 const FAMILY: &str = "bench_cpu";
 /// Room for every forecast a run makes.
 const CACHE_VALUES: usize = 50_000_000;
+
+/// The system allocator, counting live bytes for the memory figures.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call goes straight to the system allocator; the counter
+// only watches.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -135,18 +169,17 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     times[runs / 2]
 }
 
-/// Resident memory of this process, from /proc.
-fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 fn in_process() {
     let device = Device::flex();
     let end = promcast::calendar::now_ms() / MINUTE_MS * MINUTE_MS - 10 * MINUTE_MS;
     let model = Arc::new(train(end, &device));
     let params = model.net.num_params();
+    // A fresh network of the served shape: what each family's model holds.
+    let before = live_bytes();
+    let fresh = LstmNet::new(model.net.spec(), &device);
+    let model_bytes = live_bytes().saturating_sub(before);
+    drop(fresh);
+    let horizon_steps = model.meta.shape.horizon_steps;
     let predictor = Predictor::Model(model);
     let metrics = Metrics::new();
     let all = [15 * MINUTE_MS, HOUR_MS, 6 * HOUR_MS];
@@ -211,12 +244,11 @@ fn in_process() {
             black_box(run(&Cache::new(CACHE_VALUES)));
         });
         let warm_cache = Cache::new(CACHE_VALUES);
-        let before = rss_bytes();
-        run(&warm_cache);
+        let before = live_bytes();
+        let answer = run(&warm_cache);
+        drop(answer);
         let made = warm_cache.len();
-        if let (Some(b), Some(a)) = (before, rss_bytes()) {
-            cache_bytes = Some(a.saturating_sub(b) as f64 / made as f64);
-        }
+        cache_bytes = Some(live_bytes().saturating_sub(before) as f64 / made as f64);
         let warm = median(5, || {
             black_box(run(&warm_cache));
         });
@@ -225,8 +257,9 @@ fn in_process() {
         );
     }
     println!(
-        "\nmemory: model {params} parameters = {:.0} KiB of f32 weights; one cached forecast (361 steps ahead) ≈ {} bytes (resident growth per forecast cached, 10,000 series)",
-        params as f64 * 4.0 / 1024.0,
+        "\nmemory: a family's model holds {params} parameters, {:.0} KiB live on the heap; a cached forecast ({} steps ahead) {} bytes (live heap growth per forecast, 10,000 series)",
+        model_bytes as f64 / 1024.0,
+        horizon_steps,
         cache_bytes.map_or("?".into(), |b| format!("{b:.0}")),
     );
 }

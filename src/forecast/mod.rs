@@ -96,6 +96,42 @@ impl Predictor {
     }
 }
 
+/// Fewest series worth a thread of their own when planning.
+const MIN_SERIES_PER_THREAD: usize = 256;
+
+/// `f(index, item)` for every item, in order, with large inputs split
+/// across the machine's cores: building a family's windows is independent
+/// per series, and with thousands of series it is a good share of a query.
+fn map_in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len() / MIN_SERIES_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .enumerate()
+            .map(|(n, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, t)| f(n * per + i, t))
+                        .collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("a planning thread panicked"))
+            .collect()
+    })
+}
+
 /// Evaluates `outputs` for every source series at every time in `times`
 /// (sorted ascending). Series without data in the model's input window get
 /// no samples at those times.
@@ -126,13 +162,11 @@ pub fn evaluate(
     let now = crate::calendar::now_ms();
 
     // Phase 1: grids, anchors needed, and cache lookups for every series.
-    let mut grids = Vec::with_capacity(source.len());
-    let mut anchors: Vec<BTreeMap<usize, Option<Arc<Anchor>>>> = Vec::with_capacity(source.len());
-    let mut pending: Vec<(usize, usize, Window)> = Vec::new();
-    for (si, series) in source.iter().enumerate() {
+    let plan_series = |si: usize, series: &SourceSeries| {
         let grid = Grid::resample(&series.samples, grid_start, t_max, step, staleness);
         let fp = cache::fingerprint(&series.labels);
         let mut needed: BTreeMap<usize, Option<Arc<Anchor>>> = BTreeMap::new();
+        let mut pending: Vec<(usize, usize, Window)> = Vec::new();
         for &t in times {
             if needs_forecast && let Some(i) = grid.index(t.div_euclid(step) * step) {
                 needed.insert(i, None);
@@ -162,8 +196,15 @@ pub fn evaluate(
                 }
             }
         }
+        (grid, needed, pending)
+    };
+    let mut grids = Vec::with_capacity(source.len());
+    let mut anchors: Vec<BTreeMap<usize, Option<Arc<Anchor>>>> = Vec::with_capacity(source.len());
+    let mut pending: Vec<(usize, usize, Window)> = Vec::new();
+    for (grid, needed, waiting) in map_in_parallel(source, plan_series) {
         grids.push(grid);
         anchors.push(needed);
+        pending.extend(waiting);
     }
 
     // Phase 2: one batched model run over every window not cached.
