@@ -30,7 +30,6 @@ use promcast::duration::PromDuration;
 use promcast::forecast::registry::{Plan, fit};
 use promcast::forecast::{Cache, Predictor, ServedModel, evaluate};
 use promcast::labels::Labels;
-use promcast::model::LstmNet;
 use promcast::model::train::TrainConfig;
 use promcast::series::{Horizon, Output, SeriesKind};
 use promcast::telemetry::Metrics;
@@ -174,11 +173,6 @@ fn in_process() {
     let end = promcast::calendar::now_ms() / MINUTE_MS * MINUTE_MS - 10 * MINUTE_MS;
     let model = Arc::new(train(end, &device));
     let params = model.net.num_params();
-    // A fresh network of the served shape: what each family's model holds.
-    let before = live_bytes();
-    let fresh = LstmNet::new(model.net.spec(), &device);
-    let model_bytes = live_bytes().saturating_sub(before);
-    drop(fresh);
     let horizon_steps = model.meta.shape.horizon_steps;
     let predictor = Predictor::Model(model);
     let metrics = Metrics::new();
@@ -257,8 +251,8 @@ fn in_process() {
         );
     }
     println!(
-        "\nmemory: a family's model holds {params} parameters, {:.0} KiB live on the heap; a cached forecast ({} steps ahead) {} bytes (live heap growth per forecast, 10,000 series)",
-        model_bytes as f64 / 1024.0,
+        "\nmemory: a family's model holds {params} parameters, {:.0} KiB of f32; a cached forecast ({} steps ahead) {} bytes (live heap growth per forecast, 10,000 series)",
+        params as f64 * 4.0 / 1024.0,
         horizon_steps,
         cache_bytes.map_or("?".into(), |b| format!("{b:.0}")),
     );
