@@ -746,7 +746,11 @@ mod tests {
             .flat_map(|seq| &seq[(d.steps - 1) * d.hidden..])
             .copied()
             .collect();
-        assert_eq!(last_states(d, &x, w), last, "the last step alone, as in the full output");
+        assert_eq!(
+            last_states(d, &x, w),
+            last,
+            "the last step alone, as in the full output"
+        );
         let grads = backward(d, &x, w, &h, &trace.unwrap(), &weights);
         for i in (0..x.len()).step_by(7) {
             let eps = 1e-2;
