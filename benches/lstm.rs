@@ -10,9 +10,11 @@
 //! `target/pytorch-venv` on first use; where that is impossible its column
 //! says why and the rest still runs.
 
+mod timing;
+
 use std::hint::black_box;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -127,13 +129,14 @@ fn measure(device: &Device) -> Figures {
     let net = net.valid();
     let mut rng = SmallRng::seed_from_u64(SEED + 1);
     let one: Vec<f32> = (0..WINDOW).map(|_| rng.random()).collect();
-    let latency = median(LATENCY_RUNS, || {
+    let (warm, runs) = LATENCY_RUNS;
+    let latency = timing::median(warm, runs, || {
         black_box(infer(&net, &one, device));
     });
     let mut per_s = BATCHES.iter().map(|&(size, warm, runs)| {
         let batch: Vec<f32> = (0..size * WINDOW).map(|_| rng.random()).collect();
         size as f64
-            / median((warm, runs), || {
+            / timing::median(warm, runs, || {
                 black_box(infer(&net, &batch, device));
             })
             .as_secs_f64()
@@ -144,22 +147,6 @@ fn measure(device: &Device) -> Figures {
         per_s_1k: per_s.next().unwrap_or_default(),
         per_s_10k: per_s.next().unwrap_or_default(),
     }
-}
-
-/// Median wall time of `runs.1` calls after `runs.0` unmeasured ones.
-fn median((warm, runs): (usize, usize), mut f: impl FnMut()) -> Duration {
-    for _ in 0..warm {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
 }
 
 /// A table row: its label, how to read it from the figures, and whether a

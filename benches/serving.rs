@@ -17,6 +17,7 @@
 #[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod timing;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -154,20 +155,6 @@ fn outputs(horizons: &[i64], kinds: &[SeriesKind], anomaly: bool) -> Vec<Output>
     out
 }
 
-/// Median wall time of `runs` calls after one unmeasured call.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
-
 fn in_process() {
     let device = Device::flex();
     let end = promcast::calendar::now_ms() / MINUTE_MS * MINUTE_MS - 10 * MINUTE_MS;
@@ -208,11 +195,11 @@ fn in_process() {
         run(&cache);
         cache.len()
     };
-    let cold = median(5, || {
+    let cold = timing::median(1, 5, || {
         black_box(run(&Cache::new(CACHE_VALUES)));
     });
     let warm_cache = Cache::new(CACHE_VALUES);
-    let warm = median(20, || {
+    let warm = timing::median(1, 20, || {
         black_box(run(&warm_cache));
     });
     println!(
@@ -234,7 +221,7 @@ fn in_process() {
                 &metrics,
             )
         };
-        let cold = median(3, || {
+        let cold = timing::median(1, 3, || {
             black_box(run(&Cache::new(CACHE_VALUES)));
         });
         let warm_cache = Cache::new(CACHE_VALUES);
@@ -243,7 +230,7 @@ fn in_process() {
         drop(answer);
         let made = warm_cache.len();
         cache_bytes = Some(live_bytes().saturating_sub(before) as f64 / made as f64);
-        let warm = median(5, || {
+        let warm = timing::median(1, 5, || {
             black_box(run(&warm_cache));
         });
         println!(

@@ -8,11 +8,12 @@
 //! 0.65 ms for one 24-step window of the reference network on flex, against
 //! 0.05 ms for a plain loop). Here one layer over whole sequences is one
 //! backend operation, and its gradient one backward step; the arithmetic is
-//! the `lstm_cpu` crate's.
+//! the `lstm_cpu` crate's. A second operation gives only the last step's
+//! state, which is all the head reads from the last layer.
 //!
-//! The operation is registered for flex and ndarray, plain and under
-//! autodiff. Other backends (wgpu) keep burn's stock layer; [`forward`]
-//! picks.
+//! The operations are registered for flex and ndarray, plain and under
+//! autodiff. Other backends (wgpu) keep burn's stock layer; [`forward`] and
+//! [`last_state`] pick.
 
 // burn deprecates ndarray; promcast keeps it selectable (`--backend ndarray`).
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
@@ -29,7 +30,7 @@ use burn::nn::Lstm;
 use burn::tensor::{Device, Tensor, TensorData};
 use lstm_cpu::{Dims, GATES, Trace, Weights};
 
-/// A backend operation running one LSTM layer over whole sequences.
+/// Backend operations running one LSTM layer over whole sequences.
 #[backend_extension(Flex, NdArray: cfg(feature = "ndarray"), Autodiff)]
 pub trait FusedLstm: Backend {
     /// `input` `[batch, steps, inputs]`, `input_weights` `[inputs, 4·hidden]`,
@@ -61,46 +62,34 @@ pub trait FusedLstm: Backend {
     }
 }
 
-impl FusedLstm for burn::backend::Flex {
-    fn lstm_layer(
-        input: FloatTensor<Self>,
-        input_weights: FloatTensor<Self>,
-        hidden_weights: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias, true)
-    }
+/// The operation on a CPU backend: host buffers in, host buffers out.
+macro_rules! on_the_host {
+    ($backend:ty) => {
+        impl FusedLstm for $backend {
+            fn lstm_layer(
+                input: FloatTensor<Self>,
+                input_weights: FloatTensor<Self>,
+                hidden_weights: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                inference::<Self>(input, input_weights, hidden_weights, bias, true)
+            }
 
-    fn lstm_last(
-        input: FloatTensor<Self>,
-        input_weights: FloatTensor<Self>,
-        hidden_weights: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias, false)
-    }
+            fn lstm_last(
+                input: FloatTensor<Self>,
+                input_weights: FloatTensor<Self>,
+                hidden_weights: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                inference::<Self>(input, input_weights, hidden_weights, bias, false)
+            }
+        }
+    };
 }
 
+on_the_host!(burn::backend::Flex);
 #[cfg(feature = "ndarray")]
-impl FusedLstm for burn::backend::NdArray {
-    fn lstm_layer(
-        input: FloatTensor<Self>,
-        input_weights: FloatTensor<Self>,
-        hidden_weights: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias, true)
-    }
-
-    fn lstm_last(
-        input: FloatTensor<Self>,
-        input_weights: FloatTensor<Self>,
-        hidden_weights: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        inference::<Self>(input, input_weights, hidden_weights, bias, false)
-    }
-}
+on_the_host!(burn::backend::NdArray);
 
 /// The forward pass without a trace, on any CPU backend: every step's
 /// hidden state, or only the last one's.
@@ -229,34 +218,48 @@ fn write<B: Backend>(values: Vec<f32>, shape: Vec<usize>, device: &B::Device) ->
 /// returns the hidden state at every step: the fused operation where the
 /// backend has it, burn's own layer elsewhere.
 pub fn forward(layer: &Lstm, input: Tensor<3>) -> Tensor<3> {
-    match (fusable(&input.device()), Packed::of(layer)) {
-        (true, Some(packed)) => Tensor::from_dispatch(Dispatch::lstm_layer(
-            input.into_dispatch(),
-            packed.input_weights.into_dispatch(),
-            packed.hidden_weights.into_dispatch(),
-            packed.bias.into_dispatch(),
-        )),
-        _ => layer.forward(input, None).0,
+    match fused(layer, input, Dispatch::lstm_layer) {
+        Ok(hidden) => Tensor::from_dispatch(hidden),
+        Err(input) => layer.forward(input, None).0,
     }
 }
 
 /// Runs `layer` over `input` `[batch, steps, inputs]` from a zero state and
 /// returns the hidden state after the last step, `[batch, hidden]`.
 pub fn last_state(layer: &Lstm, input: Tensor<3>) -> Tensor<2> {
-    match (fusable(&input.device()), Packed::of(layer)) {
-        (true, Some(packed)) => Tensor::from_dispatch(Dispatch::lstm_last(
-            input.into_dispatch(),
-            packed.input_weights.into_dispatch(),
-            packed.hidden_weights.into_dispatch(),
-            packed.bias.into_dispatch(),
-        )),
-        _ => {
+    match fused(layer, input, Dispatch::lstm_last) {
+        Ok(last) => Tensor::from_dispatch(last),
+        Err(input) => {
             let [batch, steps, _] = input.dims();
             let every = layer.forward(input, None).0;
             every
                 .narrow(1, steps - 1, 1)
                 .reshape([batch, layer.d_hidden])
         }
+    }
+}
+
+/// Calls the fused operation `op` on `input` and `layer`'s packed weights,
+/// or gives `input` back where the backend or the layer rules it out.
+#[allow(clippy::result_large_err)] // the tensor handed back is moved once, never propagated
+fn fused(
+    layer: &Lstm,
+    input: Tensor<3>,
+    op: impl FnOnce(
+        FloatTensor<Dispatch>,
+        FloatTensor<Dispatch>,
+        FloatTensor<Dispatch>,
+        FloatTensor<Dispatch>,
+    ) -> FloatTensor<Dispatch>,
+) -> Result<FloatTensor<Dispatch>, Tensor<3>> {
+    match (fusable(&input.device()), Packed::of(layer)) {
+        (true, Some(packed)) => Ok(op(
+            input.into_dispatch(),
+            packed.input_weights.into_dispatch(),
+            packed.hidden_weights.into_dispatch(),
+            packed.bias.into_dispatch(),
+        )),
+        _ => Err(input),
     }
 }
 
