@@ -196,13 +196,21 @@ pub fn evaluate(
                 }
             }
         }
-        (grid, needed, pending)
+        // The grid itself (a day of values and their prefix sums) goes
+        // here, so that a large family's grids are never all alive at once.
+        let one_step_sigma = match predictor {
+            Predictor::Model(m) => m.meta.report.one_step_sigma,
+            Predictor::Baseline(_) => baseline::one_step_sigma(&grid),
+        };
+        (grid.span(), one_step_sigma, needed, pending)
     };
-    let mut grids = Vec::with_capacity(source.len());
+    let mut spans = Vec::with_capacity(source.len());
+    let mut sigmas = Vec::with_capacity(source.len());
     let mut anchors: Vec<BTreeMap<usize, Option<Arc<Anchor>>>> = Vec::with_capacity(source.len());
     let mut pending: Vec<(usize, usize, Window)> = Vec::new();
-    for (grid, needed, waiting) in map_in_parallel(source, plan_series) {
-        grids.push(grid);
+    for (span, sigma, needed, waiting) in map_in_parallel(source, plan_series) {
+        spans.push(span);
+        sigmas.push(sigma);
         anchors.push(needed);
         pending.extend(waiting);
     }
@@ -219,7 +227,7 @@ pub fn evaluate(
                     scale: w.scale,
                     deltas,
                 });
-                let anchor_ms = grids[*si].time(*i);
+                let anchor_ms = spans[*si].time(*i);
                 // Complete history makes a forecast final; until then it
                 // holds for exactly these inputs.
                 let input = if anchor_ms + staleness < now {
@@ -240,25 +248,21 @@ pub fn evaluate(
     // Phase 3: read each output off its anchors.
     let mut result = Vec::new();
     for (si, series) in source.iter().enumerate() {
-        let grid = &grids[si];
-        let sigma_baseline;
-        let calibration = match predictor {
-            Predictor::Model(m) => Calibration {
-                lo: &m.meta.report.residual_lo,
-                hi: &m.meta.report.residual_hi,
-                one_step_sigma: m.meta.report.one_step_sigma,
-            },
-            Predictor::Baseline(b) => {
-                sigma_baseline = baseline::one_step_sigma(grid);
-                Calibration {
-                    lo: b.residual_lo(),
-                    hi: b.residual_hi(),
-                    one_step_sigma: sigma_baseline,
-                }
-            }
+        let span = spans[si];
+        let (lo, hi) = match predictor {
+            Predictor::Model(m) => (
+                &m.meta.report.residual_lo[..],
+                &m.meta.report.residual_hi[..],
+            ),
+            Predictor::Baseline(b) => (b.residual_lo(), b.residual_hi()),
+        };
+        let calibration = Calibration {
+            lo,
+            hi,
+            one_step_sigma: sigmas[si],
         };
         let anchor_at = |t: i64| {
-            grid.index(t)
+            span.index(t)
                 .and_then(|i| anchors[si].get(&i).cloned().flatten())
         };
         for output in outputs {

@@ -27,6 +27,33 @@ pub struct Grid {
     offset: f64,
 }
 
+/// Where a grid's points are, without their values: what is left to keep
+/// of a grid once its windows are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Timestamp of the first point.
+    pub start_ms: i64,
+    /// Spacing.
+    pub step_ms: i64,
+    /// Number of points.
+    pub points: usize,
+}
+
+impl Span {
+    /// Timestamp of point `i`.
+    pub fn time(self, i: usize) -> i64 {
+        self.start_ms + i as i64 * self.step_ms
+    }
+
+    /// The index of timestamp `t`, if `t` is one of the points.
+    pub fn index(self, t: i64) -> Option<usize> {
+        let d = t - self.start_ms;
+        (d >= 0 && d % self.step_ms == 0)
+            .then(|| (d / self.step_ms) as usize)
+            .filter(|&i| i < self.points)
+    }
+}
+
 /// How windows are cut: the same at training and serving time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
@@ -179,15 +206,21 @@ impl Grid {
 
     /// Timestamp of grid point `i`.
     pub fn time(&self, i: usize) -> i64 {
-        self.start_ms + i as i64 * self.step_ms
+        self.span().time(i)
     }
 
     /// The grid index of timestamp `t`, if `t` is a grid point inside the grid.
     pub fn index(&self, t: i64) -> Option<usize> {
-        let d = t - self.start_ms;
-        (d >= 0 && d % self.step_ms == 0)
-            .then(|| (d / self.step_ms) as usize)
-            .filter(|&i| i < self.values.len())
+        self.span().index(t)
+    }
+
+    /// The grid's points without their values.
+    pub fn span(&self) -> Span {
+        Span {
+            start_ms: self.start_ms,
+            step_ms: self.step_ms,
+            points: self.values.len(),
+        }
     }
 
     /// Mean and standard deviation of the present values in `[from, to)`.
