@@ -166,7 +166,7 @@ pub fn evaluate(
         let grid = Grid::resample(&series.samples, grid_start, t_max, step, staleness);
         let fp = cache::fingerprint(&series.labels);
         let mut needed: BTreeMap<usize, Option<Arc<Anchor>>> = BTreeMap::new();
-        let mut pending: Vec<(usize, usize, Window)> = Vec::new();
+        let mut pending: Vec<(usize, usize, Window, cache::Key)> = Vec::new();
         for &t in times {
             if needs_forecast && let Some(i) = grid.index(t.div_euclid(step) * step) {
                 needed.insert(i, None);
@@ -180,8 +180,10 @@ pub fn evaluate(
                 Predictor::Baseline(b) => *slot = b.anchor(&grid, i, &shape).map(Arc::new),
                 Predictor::Model(m) => {
                     let anchor_ms = grid.time(i);
-                    // Settled anchors are looked up before their window
-                    // is built; recent ones need it for their key.
+                    // Complete history makes a forecast final; until then
+                    // it holds for exactly these inputs. So settled anchors
+                    // are looked up before their window is built, and
+                    // recent ones need it for their key.
                     let window = (anchor_ms + staleness >= now)
                         .then(|| grid.window(i, &shape))
                         .flatten();
@@ -191,7 +193,7 @@ pub fn evaluate(
                         metrics.cache_hits.inc();
                         *slot = Some(hit);
                     } else if let Some(w) = window.or_else(|| grid.window(i, &shape)) {
-                        pending.push((si, i, w));
+                        pending.push((si, i, w, key));
                     }
                 }
             }
@@ -207,7 +209,7 @@ pub fn evaluate(
     let mut spans = Vec::with_capacity(source.len());
     let mut sigmas = Vec::with_capacity(source.len());
     let mut anchors: Vec<BTreeMap<usize, Option<Arc<Anchor>>>> = Vec::with_capacity(source.len());
-    let mut pending: Vec<(usize, usize, Window)> = Vec::new();
+    let mut pending: Vec<(usize, usize, Window, cache::Key)> = Vec::new();
     for (span, sigma, needed, waiting) in map_in_parallel(source, plan_series) {
         spans.push(span);
         sigmas.push(sigma);
@@ -218,28 +220,16 @@ pub fn evaluate(
     // Phase 2: one batched model run over every window not cached.
     if let Predictor::Model(m) = predictor {
         for chunk in pending.chunks(BATCH) {
-            let windows: Vec<&Window> = chunk.iter().map(|(_, _, w)| w).collect();
+            let windows: Vec<&Window> = chunk.iter().map(|(_, _, w, _)| w).collect();
             let outputs = predict(&m.net, &windows, &m.device);
-            for ((si, i, w), deltas) in chunk.iter().zip(outputs) {
+            for ((si, i, w, key), deltas) in chunk.iter().zip(outputs) {
                 metrics.cache_misses.inc();
                 let anchor = Arc::new(Anchor {
                     last: w.last,
                     scale: w.scale,
                     deltas,
                 });
-                let anchor_ms = spans[*si].time(*i);
-                // Complete history makes a forecast final; until then it
-                // holds for exactly these inputs.
-                let input = if anchor_ms + staleness < now {
-                    0
-                } else {
-                    w.digest()
-                };
-                let series = cache::fingerprint(&source[*si].labels);
-                cache.put(
-                    cache_key(family, m, series, anchor_ms, input),
-                    anchor.clone(),
-                );
+                cache.put(key.clone(), anchor.clone());
                 anchors[*si].insert(*i, Some(anchor));
             }
         }

@@ -5,9 +5,9 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::fused_lstm;
-use serde::{Deserialize, Serialize};
 
 /// The shape of a network, stored with every saved model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
