@@ -98,8 +98,14 @@ fn spec() -> NetSpec {
 fn infer(net: &LstmNet, windows: &[f32], device: &Device) -> Vec<f32> {
     let n = windows.len() / WINDOW;
     let x = Tensor::<3>::from_data(TensorData::new(windows.to_vec(), [n, WINDOW, 1]), device);
-    let out = net.forward(x, Tensor::zeros([n, 1], device));
+    let out = net.forward(x, &ends(n), Tensor::zeros([n, 1], device));
     out.into_data().try_into_vec().expect("f32 output")
+}
+
+/// The network's rows for `n` windows each read at its last step, as the
+/// reference reads them.
+fn ends(n: usize) -> Vec<usize> {
+    (1..=n).map(|w| w * WINDOW - 1).collect()
 }
 
 fn measure(device: &Device) -> Figures {
@@ -110,12 +116,13 @@ fn measure(device: &Device) -> Figures {
     let x = Tensor::<3>::from_data(TensorData::new(inputs, [n, WINDOW, 1]), &train_device);
     let y = Tensor::<2>::from_data(TensorData::new(targets, [n, 1]), &train_device);
     let zeros = Tensor::<2>::zeros([n, 1], &train_device);
+    let rows = ends(n);
     let mut net = LstmNet::new(spec(), &train_device);
     let mut optim = AdamConfig::new().init();
     let start = Instant::now();
     let mut loss = 0.0;
     for _ in 0..EPOCHS {
-        let diff = net.forward(x.clone(), zeros.clone()) - y.clone();
+        let diff = net.forward(x.clone(), &rows, zeros.clone()) - y.clone();
         let mse = (diff.clone() * diff).mean();
         loss = mse.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(mse.backward(), &net);

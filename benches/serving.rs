@@ -6,7 +6,9 @@
 //!    series. A day of 1-minute forecasts for one series (every configured
 //!    horizon with its bounds, and the anomaly score), cold and warm
 //!    forecast cache; an instant `predicted_…{horizon="1h"}` for 1,000 and
-//!    10,000 series. Memory per model and per cached series.
+//!    10,000 series, at the time of day where its windows are longest (the
+//!    last point of a segment: a whole hour) and where they are shortest
+//!    (the first: half an hour). Memory per model and per cached series.
 //! 2. Through a real Prometheus (the e2e harness: 3 series, a week at one
 //!    minute, promcast as its remote-read target): the same kinds of query
 //!    against the same query on the source series, as a ratio.
@@ -161,6 +163,8 @@ fn in_process() {
     let model = Arc::new(train(end, &device));
     let params = model.net.num_params();
     let horizon_steps = model.meta.shape.horizon_steps;
+    let segment_ms = model.meta.shape.segment as i64 * model.meta.step_ms;
+    let segment_end = end - end.rem_euclid(segment_ms) - MINUTE_MS;
     let predictor = Predictor::Model(model);
     let metrics = Metrics::new();
     let all = [15 * MINUTE_MS, HOUR_MS, 6 * HOUR_MS];
@@ -210,32 +214,34 @@ fn in_process() {
     let mut cache_bytes = None;
     for count in [1_000, 10_000] {
         let source = family(count, DAY_MS + 2 * HOUR_MS, end);
-        let run = |cache: &Cache| {
-            evaluate(
-                &predictor,
-                FAMILY,
-                &instant,
-                &[end],
-                &source,
-                cache,
-                &metrics,
-            )
-        };
-        let cold = timing::median(1, 3, || {
-            black_box(run(&Cache::new(CACHE_VALUES)));
-        });
-        let warm_cache = Cache::new(CACHE_VALUES);
-        let before = live_bytes();
-        let answer = run(&warm_cache);
-        drop(answer);
-        let made = warm_cache.len();
-        cache_bytes = Some(live_bytes().saturating_sub(before) as f64 / made as f64);
-        let warm = timing::median(1, 5, || {
-            black_box(run(&warm_cache));
-        });
-        println!(
-            "| instant `predicted{{horizon=\"1h\"}}` | {count} | {made} | {cold:.1?} | {warm:.2?} |"
-        );
+        for (at, window) in [(segment_end, "1 h"), (segment_end + MINUTE_MS, "31 min")] {
+            let run = |cache: &Cache| {
+                evaluate(
+                    &predictor,
+                    FAMILY,
+                    &instant,
+                    &[at],
+                    &source,
+                    cache,
+                    &metrics,
+                )
+            };
+            let cold = timing::median(1, 3, || {
+                black_box(run(&Cache::new(CACHE_VALUES)));
+            });
+            let warm_cache = Cache::new(CACHE_VALUES);
+            let before = live_bytes();
+            let answer = run(&warm_cache);
+            drop(answer);
+            let made = warm_cache.len();
+            cache_bytes = Some(live_bytes().saturating_sub(before) as f64 / made as f64);
+            let warm = timing::median(1, 5, || {
+                black_box(run(&warm_cache));
+            });
+            println!(
+                "| instant `predicted{{horizon=\"1h\"}}`, windows of {window} | {count} | {made} | {cold:.1?} | {warm:.2?} |"
+            );
+        }
     }
     println!(
         "\nmemory: a family's model holds {params} parameters, {:.0} KiB of f32; a cached forecast ({} steps ahead) {} bytes (live heap growth per forecast, 10,000 series)",

@@ -243,7 +243,8 @@ pub struct Defaults {
     pub step: Option<PromDuration>,
     /// Horizons served when a selector names none.
     pub horizons: Vec<PromDuration>,
-    /// How much recent history each forecast reads (the model's input window).
+    /// The model's input window: each forecast reads between half of it
+    /// and all of it (windows start on a fixed grid, see `model::window`).
     pub lookback: PromDuration,
     /// How much history a model trains on.
     pub train_window: PromDuration,

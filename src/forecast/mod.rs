@@ -19,7 +19,7 @@ use burn::tensor::Device;
 
 use crate::labels::{Labels, METRIC_NAME};
 use crate::model::store::ModelMeta;
-use crate::model::{Grid, LstmNet, Window, predict};
+use crate::model::{FEATURES, Grid, LstmNet, Pass, Window, predict};
 use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::telemetry::Metrics;
 use crate::upstream::SourceSeries;
@@ -32,7 +32,7 @@ pub const LOOKBACK_MS: i64 = 300_000;
 /// An anomaly score above 1 means the value is this many robust standard
 /// deviations of one-step-ahead error away from the forecast.
 pub const ANOMALY_SIGMAS: f64 = 5.0;
-/// Windows per model call.
+/// Passes per model call.
 const BATCH: usize = 1024;
 
 /// A forecast made at one anchor: the value there and the predicted
@@ -75,6 +75,14 @@ pub struct SyntheticSeries {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// Forecasts of one series that the model still has to make: one pass,
+/// and the windows that read it, each with the cache key it goes under.
+struct Pending {
+    series: usize,
+    pass: Pass,
+    windows: Vec<(Window, cache::Key)>,
+}
+
 /// Residual calibration of a predictor, in normalised units.
 struct Calibration<'a> {
     lo: &'a [f32],
@@ -89,7 +97,7 @@ impl Predictor {
         match self {
             Predictor::Model(m) => {
                 let s = m.meta.shape;
-                (s.norm_points.max(s.window) as i64 + 2) * m.meta.step_ms + LOOKBACK_MS
+                (s.history_points() as i64 + 2) * m.meta.step_ms + LOOKBACK_MS
             }
             Predictor::Baseline(b) => b.history_ms(),
         }
@@ -155,8 +163,7 @@ pub fn evaluate(
         }
     };
     let staleness = LOOKBACK_MS.max(2 * step);
-    let grid_start =
-        t_min.div_euclid(step) * step - (shape.norm_points.max(shape.window) as i64 + 1) * step;
+    let grid_start = t_min.div_euclid(step) * step - (shape.history_points() as i64 + 1) * step;
     let needs_anomaly = outputs.iter().any(|o| o.kind == SeriesKind::AnomalyScore);
     let needs_forecast = outputs.iter().any(|o| o.kind != SeriesKind::AnomalyScore);
     let now = crate::calendar::now_ms();
@@ -166,7 +173,6 @@ pub fn evaluate(
         let grid = Grid::resample(&series.samples, grid_start, t_max, step, staleness);
         let fp = cache::fingerprint(&series.labels);
         let mut needed: BTreeMap<usize, Option<Arc<Anchor>>> = BTreeMap::new();
-        let mut pending: Vec<(usize, usize, Window, cache::Key)> = Vec::new();
         for &t in times {
             if needs_forecast && let Some(i) = grid.index(t.div_euclid(step) * step) {
                 needed.insert(i, None);
@@ -175,29 +181,69 @@ pub fn evaluate(
                 needed.insert(i, None);
             }
         }
-        for (&i, slot) in needed.iter_mut() {
-            match predictor {
-                Predictor::Baseline(b) => *slot = b.anchor(&grid, i, &shape).map(Arc::new),
-                Predictor::Model(m) => {
-                    let anchor_ms = grid.time(i);
-                    // Complete history makes a forecast final; until then
-                    // it holds for exactly these inputs. So settled anchors
-                    // are looked up before their window is built, and
-                    // recent ones need it for their key.
-                    let window = (anchor_ms + staleness >= now)
-                        .then(|| grid.window(i, &shape))
-                        .flatten();
-                    let input = window.as_ref().map_or(0, Window::digest);
-                    let key = cache_key(family, m, fp, anchor_ms, input);
-                    if let Some(hit) = cache.get(&key) {
+        let pending = match predictor {
+            Predictor::Baseline(b) => {
+                for (&i, slot) in needed.iter_mut() {
+                    *slot = b.anchor(&grid, i, &shape).map(Arc::new);
+                }
+                Vec::new()
+            }
+            Predictor::Model(m) => {
+                let lookup = |key: &cache::Key| {
+                    let hit = cache.get(key);
+                    if hit.is_some() {
                         metrics.cache_hits.inc();
-                        *slot = Some(hit);
-                    } else if let Some(w) = window.or_else(|| grid.window(i, &shape)) {
-                        pending.push((si, i, w, key));
+                    }
+                    hit
+                };
+                // Complete history makes a forecast final; until then it
+                // holds for exactly these inputs. So settled anchors are
+                // looked up before any input is built, and recent ones
+                // need their inputs for their key.
+                let recent = |i: usize| grid.time(i) + staleness >= now;
+                let mut passes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+                for (&i, slot) in needed.iter_mut() {
+                    if !recent(i) {
+                        *slot = lookup(&cache_key(family, m, fp, grid.time(i), 0));
+                    }
+                    if slot.is_none()
+                        && let Some(start) = grid.pass_start(i, &shape)
+                    {
+                        passes.entry(start).or_default().push(i);
                     }
                 }
+                let mut pending = Vec::new();
+                for (start, ends) in passes {
+                    let points = ends.last().map_or(0, |&end| end + 1 - start);
+                    let Some(mut pass) = grid.pass(start, points, &shape) else {
+                        continue;
+                    };
+                    let mut windows = Vec::new();
+                    for end in ends {
+                        let Some(w) = grid.window(end, &shape) else {
+                            continue;
+                        };
+                        let input = if recent(end) { w.digest(&pass) } else { 0 };
+                        let key = cache_key(family, m, fp, grid.time(end), input);
+                        match recent(end).then(|| lookup(&key)).flatten() {
+                            Some(hit) => {
+                                needed.insert(end, Some(hit));
+                            }
+                            None => windows.push((w, key)),
+                        }
+                    }
+                    if let Some((last, _)) = windows.last() {
+                        pass.features.truncate(last.points() * FEATURES);
+                        pending.push(Pending {
+                            series: si,
+                            pass,
+                            windows,
+                        });
+                    }
+                }
+                pending
             }
-        }
+        };
         // The grid itself (a day of values and their prefix sums) goes
         // here, so that a large family's grids are never all alive at once.
         let one_step_sigma = match predictor {
@@ -209,7 +255,7 @@ pub fn evaluate(
     let mut spans = Vec::with_capacity(source.len());
     let mut sigmas = Vec::with_capacity(source.len());
     let mut anchors: Vec<BTreeMap<usize, Option<Arc<Anchor>>>> = Vec::with_capacity(source.len());
-    let mut pending: Vec<(usize, usize, Window, cache::Key)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for (span, sigma, needed, waiting) in map_in_parallel(source, plan_series) {
         spans.push(span);
         sigmas.push(sigma);
@@ -217,12 +263,22 @@ pub fn evaluate(
         pending.extend(waiting);
     }
 
-    // Phase 2: one batched model run over every window not cached.
+    // Phase 2: batched model runs over every pass with a window not cached,
+    // passes of one length together so that few are padded.
     if let Predictor::Model(m) = predictor {
+        pending.sort_by_key(|p| p.pass.points());
         for chunk in pending.chunks(BATCH) {
-            let windows: Vec<&Window> = chunk.iter().map(|(_, _, w, _)| w).collect();
-            let outputs = predict(&m.net, &windows, &m.device);
-            for ((si, i, w, key), deltas) in chunk.iter().zip(outputs) {
+            let passes: Vec<&Pass> = chunk.iter().map(|p| &p.pass).collect();
+            let windows: Vec<(usize, &Window)> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(j, p)| p.windows.iter().map(move |(w, _)| (j, w)))
+                .collect();
+            let outputs = predict(&m.net, &passes, &windows, &m.device);
+            let keyed = chunk
+                .iter()
+                .flat_map(|p| p.windows.iter().map(move |(w, key)| (p.series, w, key)));
+            for ((si, w, key), deltas) in keyed.zip(outputs) {
                 metrics.cache_misses.inc();
                 let anchor = Arc::new(Anchor {
                     last: w.last,
@@ -230,7 +286,7 @@ pub fn evaluate(
                     deltas,
                 });
                 cache.put(key.clone(), anchor.clone());
-                anchors[*si].insert(*i, Some(anchor));
+                anchors[si].insert(w.end, Some(anchor));
             }
         }
     }
@@ -443,26 +499,67 @@ mod tests {
         )
     }
 
+    /// An untrained model with windows of `window` 1-minute points.
+    fn model(window: usize, hidden: usize, layers: usize) -> Predictor {
+        use crate::model::network::NetSpec;
+        let spec = NetSpec {
+            inputs: FEATURES,
+            window,
+            hidden,
+            layers,
+            outputs: 5,
+        };
+        let device = Device::flex();
+        Predictor::Model(Arc::new(ServedModel {
+            meta: crate::model::store::tests::meta(spec, 1),
+            net: LstmNet::new(spec, &device),
+            device,
+        }))
+    }
+
+    /// A range query reads one pass for several forecasts; each must be
+    /// the forecast that an instant query at its time makes alone.
+    #[test]
+    fn a_range_forecasts_as_instant_queries_do() {
+        let predictor = model(8, 6, 2);
+        let end = 2 * 86_400_000 + 17 * 60_000;
+        let source = cycle(end);
+        let times = evaluation_times(end - 1_200_000, end, 60_000, 100);
+        let eval = |times: &[i64], metrics: &Metrics| {
+            evaluate(
+                &predictor,
+                "cpu",
+                &outputs(),
+                times,
+                &source,
+                &Cache::new(1 << 20),
+                metrics,
+            )
+        };
+        let metrics = Metrics::new();
+        let range = eval(&times, &metrics);
+        // 21 forecasts and 21 anomaly anchors, one step earlier: 22 in all.
+        assert_eq!(metrics.cache_misses.get(), 22);
+        assert_eq!(range.len(), 3);
+        for (n, &t) in times.iter().enumerate() {
+            let alone = eval(&[t], &Metrics::new());
+            for (r, a) in range.iter().zip(&alone) {
+                assert_eq!(r.labels, a.labels);
+                let (x, y) = (r.samples[n], a.samples[0]);
+                assert_eq!(x.0, y.0);
+                assert!(
+                    (x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(1.0),
+                    "at {t}: {x:?} {y:?}"
+                );
+            }
+        }
+    }
+
     /// An anchor in the last minutes runs the model once for the same
     /// inputs, and again when a late sample changes them.
     #[test]
     fn recent_anchors_are_reused_until_their_inputs_change() {
-        use crate::model::FEATURES;
-        use crate::model::network::NetSpec;
-        let spec = NetSpec {
-            inputs: FEATURES,
-            window: 4,
-            hidden: 3,
-            layers: 1,
-            outputs: 5,
-        };
-        let device = Device::flex();
-        let model = ServedModel {
-            meta: crate::model::store::tests::meta(spec, 1),
-            net: LstmNet::new(spec, &device),
-            device,
-        };
-        let predictor = Predictor::Model(Arc::new(model));
+        let predictor = model(4, 3, 1);
         let now = crate::calendar::now_ms() / 60_000 * 60_000;
         let mut source = cycle(now);
         let (cache, metrics) = (Cache::new(1 << 20), Metrics::new());

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use network::{LstmNet, NetSpec};
-pub use window::{FEATURES, Grid, Shape, Window};
+pub use window::{FEATURES, Grid, Pass, Shape, Window};
 
 /// The burn backend models run on, chosen at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,29 +73,50 @@ impl FromStr for Backend {
     }
 }
 
-/// Runs `net` on a batch of windows and returns, per window, the predicted
-/// normalised change from the window's last value at each model step
-/// `1..=K`.
-pub fn predict(net: &LstmNet, windows: &[&Window], device: &Device) -> Vec<Vec<f32>> {
+/// Runs `net` over `passes` and returns, per window (the index of its pass
+/// in `passes`, and the window), the predicted normalised change from the
+/// window's last value at each model step `1..=K`.
+pub fn predict(
+    net: &LstmNet,
+    passes: &[&Pass],
+    windows: &[(usize, &Window)],
+    device: &Device,
+) -> Vec<Vec<f32>> {
     if windows.is_empty() {
         return Vec::new();
     }
-    let spec = net.spec();
-    let mut inputs = Vec::with_capacity(windows.len() * spec.window * FEATURES);
-    let mut seasonal = Vec::with_capacity(windows.len() * spec.outputs);
-    for w in windows {
-        inputs.extend_from_slice(&w.features);
-        seasonal.extend_from_slice(&w.seasonal);
+    let outputs = net.spec().outputs;
+    let inputs: Vec<&[f32]> = passes.iter().map(|p| &p.features[..]).collect();
+    let (x, points) = pass_inputs(&inputs, device);
+    let rows: Vec<usize> = windows
+        .iter()
+        .map(|(p, w)| p * points + w.points() - 1)
+        .collect();
+    let seasonal: Vec<f32> = windows
+        .iter()
+        .flat_map(|(_, w)| w.seasonal.iter().copied())
+        .collect();
+    let s = Tensor::<2>::from_data(TensorData::new(seasonal, [windows.len(), outputs]), device);
+    let out = net.forward(x, &rows, s).into_data();
+    let flat: Vec<f32> = out.try_to_vec().unwrap_or_default();
+    flat.chunks(outputs).map(<[f32]>::to_vec).collect()
+}
+
+/// Passes' inputs (`points × FEATURES` each, of any length) as one tensor
+/// `[passes, points, FEATURES]`, the shorter ones padded at the end, and
+/// that number of points. Padding comes after every step a forecast
+/// reads, so it cannot change one: the network only looks back.
+fn pass_inputs(passes: &[&[f32]], device: &Device) -> (Tensor<3>, usize) {
+    let points = passes.iter().map(|p| p.len()).max().unwrap_or(0) / FEATURES;
+    let mut inputs = vec![0.0; passes.len() * points * FEATURES];
+    if points > 0 {
+        for (slot, p) in inputs.chunks_mut(points * FEATURES).zip(passes) {
+            slot[..p.len()].copy_from_slice(p);
+        }
     }
     let x = Tensor::<3>::from_data(
-        TensorData::new(inputs, [windows.len(), spec.window, FEATURES]),
+        TensorData::new(inputs, [passes.len(), points, FEATURES]),
         device,
     );
-    let s = Tensor::<2>::from_data(
-        TensorData::new(seasonal, [windows.len(), spec.outputs]),
-        device,
-    );
-    let out = net.forward(x, s).into_data();
-    let flat: Vec<f32> = out.try_to_vec().unwrap_or_default();
-    flat.chunks(spec.outputs).map(<[f32]>::to_vec).collect()
+    (x, points)
 }

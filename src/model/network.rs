@@ -1,10 +1,10 @@
 //! The LSTM network: stacked burn `Lstm` layers and a linear head reading
-//! the last hidden state, one output per model step ahead, added to the
-//! window's seasonal-naive curve weighted per step.
+//! the hidden state at a forecast's step of its pass, one output per model
+//! step ahead, added to the window's seasonal-naive curve weighted per step.
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::fused_lstm;
@@ -76,9 +76,12 @@ impl LstmNet {
         }
     }
 
-    /// Inputs `[batch, window, inputs]` and seasonal-naive changes
-    /// `[batch, outputs]` → predicted changes `[batch, outputs]`.
-    pub fn forward(&self, x: Tensor<3>, seasonal: Tensor<2>) -> Tensor<2> {
+    /// Runs passes `[passes, points, inputs]` and reads a forecast at each
+    /// of `rows` (`pass · points + step`), given its seasonal-naive changes
+    /// `[rows, outputs]` → predicted changes `[rows, outputs]`.
+    pub fn forward(&self, x: Tensor<3>, rows: &[usize], seasonal: Tensor<2>) -> Tensor<2> {
+        let [passes, points, _] = x.shape().dims();
+        let device = x.device();
         let (last_layer, below) = self
             .layers
             .split_last()
@@ -86,7 +89,22 @@ impl LstmNet {
         let h = below
             .iter()
             .fold(x, |h, layer| fused_lstm::forward(layer, h));
-        let last = fused_lstm::last_state(last_layer, h);
-        self.head.forward(last) + seasonal * self.seasonal_weight.val().unsqueeze::<2>()
+        // Instant queries read each pass once, at its end: the last layer
+        // then keeps only its final state.
+        let at_ends = rows.len() == passes
+            && rows
+                .iter()
+                .enumerate()
+                .all(|(pass, &row)| row == pass * points + points - 1);
+        let states = if at_ends {
+            fused_lstm::last_state(last_layer, h)
+        } else {
+            let all = fused_lstm::forward(last_layer, h);
+            let hidden = all.shape().dims::<3>()[2];
+            let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
+            all.reshape([passes * points, hidden]).select(0, index)
+        };
+        self.head.forward(states) + seasonal * self.seasonal_weight.val().unsqueeze::<2>()
     }
 }

@@ -18,8 +18,10 @@ use super::network::{LstmNet, NetSpec};
 use super::train::Report;
 use super::window::Shape;
 
-/// Bumped when the saved layout changes incompatibly.
-const FORMAT: u32 = 2;
+/// Bumped when the saved layout changes incompatibly. 3: windows cut into
+/// shared passes (`Shape::segment`); a model trained on fixed windows must
+/// retrain.
+const FORMAT: u32 = 3;
 
 /// Everything about a saved model except its weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,17 +146,24 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
 pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
     let path = meta_path(dir, family);
     let text = fs::read(&path).map_err(io(&path))?;
-    let meta: ModelMeta = serde_json::from_slice(&text).map_err(|error| StoreError::Meta {
+    let meta_error = |error| StoreError::Meta {
         path: path.clone(),
         error,
-    })?;
-    if meta.format != FORMAT {
+    };
+    // The format first: an older layout may lack fields this one needs,
+    // and "unsupported format" is the error that says what happened.
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let Format { format } = serde_json::from_slice(&text).map_err(meta_error)?;
+    if format != FORMAT {
         return Err(StoreError::Format {
             path,
-            found: meta.format,
+            found: format,
         });
     }
-    Ok(meta)
+    serde_json::from_slice(&text).map_err(meta_error)
 }
 
 /// Loads a family's model onto `device`, verifying the weights' checksum.
@@ -222,6 +231,7 @@ pub(crate) mod tests {
             step_ms: 60_000,
             shape: Shape {
                 window: spec.window,
+                segment: spec.window / 2,
                 horizon_steps: spec.outputs,
                 norm_points: 8,
                 weekly: false,
@@ -265,9 +275,10 @@ pub(crate) mod tests {
         let grid = Grid::from_values(0, 60_000, vec![1.0, 2.0, 4.0, 3.0, 5.0]);
         let shape = loaded.meta.shape;
         let w = grid.window(4, &shape).unwrap();
+        let pass = grid.pass(w.start, w.points(), &shape).unwrap();
         assert_eq!(
-            predict(&net, &[&w], &device),
-            predict(&loaded.net, &[&w], &device)
+            predict(&net, &[&pass], &[(0, &w)], &device),
+            predict(&loaded.net, &[&pass], &[(0, &w)], &device)
         );
 
         // A second version replaces the first and removes its weights.
@@ -291,5 +302,19 @@ pub(crate) mod tests {
         quarantine(dir.path(), "cpu");
         assert!(list(dir.path()).is_empty());
         assert!(dir.path().join("cpu.v2.bpk.corrupt").exists());
+    }
+
+    /// An older model is refused for its format, by name, though its
+    /// metadata lacks fields this layout needs.
+    #[test]
+    fn older_formats_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("cpu.json"),
+            r#"{"format": 2, "family": "cpu"}"#,
+        )
+        .unwrap();
+        let err = load_meta(dir.path(), "cpu").unwrap_err();
+        assert!(matches!(err, StoreError::Format { found: 2, .. }), "{err}");
     }
 }

@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::network::{LstmNet, NetSpec};
-use super::window::{FEATURES, Grid, Shape, Window};
+use super::window::{FEATURES, Grid, Pass, Shape, Window};
 use crate::duration::PromDuration;
 
 /// Share of the history held out (the most recent part) for validation.
@@ -138,7 +138,10 @@ pub enum TrainError {
 
 /// A set of windows with their targets, flattened for tensors.
 struct Batchable {
+    /// Each window's pass inputs up to its end, one after another.
     inputs: Vec<f32>,
+    /// Where each window's inputs start in `inputs`, then where they end.
+    offsets: Vec<usize>,
     seasonal: Vec<f32>,
     targets: Vec<f32>,
     len: usize,
@@ -146,7 +149,9 @@ struct Batchable {
 
 /// Tensors of one batch.
 struct Batch {
+    /// One pass per window, each read at its window's end (`rows`).
     inputs: Tensor<3>,
+    rows: Vec<usize>,
     seasonal: Tensor<2>,
     /// Targets with gaps zeroed.
     targets: Tensor<2>,
@@ -157,18 +162,21 @@ struct Batch {
 }
 
 impl Batchable {
-    fn new(windows: Vec<(Window, Vec<f32>)>) -> Self {
+    fn new(windows: Vec<(Pass, Window, Vec<f32>)>) -> Self {
         let len = windows.len();
         let mut inputs = Vec::new();
+        let mut offsets = vec![0];
         let mut seasonal = Vec::new();
         let mut targets = Vec::new();
-        for (w, t) in windows {
-            inputs.extend(w.features);
+        for (p, w, t) in windows {
+            inputs.extend(p.features);
+            offsets.push(inputs.len());
             seasonal.extend(w.seasonal);
             targets.extend(t);
         }
         Self {
             inputs,
+            offsets,
             seasonal,
             targets,
             len,
@@ -197,14 +205,21 @@ impl Batchable {
 
     /// The batch of the windows in `idx`.
     fn batch(&self, idx: &[usize], spec: &NetSpec, device: &Device) -> Batch {
-        let per_in = spec.window * FEATURES;
         let k = spec.outputs;
-        let mut x = Vec::with_capacity(idx.len() * per_in);
+        let passes: Vec<&[f32]> = idx
+            .iter()
+            .map(|&i| &self.inputs[self.offsets[i]..self.offsets[i + 1]])
+            .collect();
+        let (inputs, points) = super::pass_inputs(&passes, device);
+        let rows = passes
+            .iter()
+            .enumerate()
+            .map(|(j, p)| j * points + p.len() / FEATURES - 1)
+            .collect();
         let mut s = Vec::with_capacity(idx.len() * k);
         let mut y = Vec::with_capacity(idx.len() * k);
         let mut m = Vec::with_capacity(idx.len() * k);
         for &i in idx {
-            x.extend_from_slice(&self.inputs[i * per_in..(i + 1) * per_in]);
             s.extend_from_slice(&self.seasonal[i * k..(i + 1) * k]);
             for &t in &self.targets[i * k..(i + 1) * k] {
                 y.push(if t.is_finite() { t } else { 0.0 });
@@ -213,10 +228,8 @@ impl Batchable {
         }
         Batch {
             present: m.iter().filter(|v| **v > 0.0).count(),
-            inputs: Tensor::from_data(
-                TensorData::new(x, [idx.len(), spec.window, FEATURES]),
-                device,
-            ),
+            inputs,
+            rows,
             seasonal: Tensor::from_data(TensorData::new(s, [idx.len(), k]), device),
             targets: Tensor::from_data(TensorData::new(y, [idx.len(), k]), device),
             mask: Tensor::from_data(TensorData::new(m, [idx.len(), k]), device),
@@ -283,7 +296,7 @@ pub fn train(
             if b.present == 0 {
                 continue;
             }
-            let diff = (net.forward(b.inputs, b.seasonal) - b.targets) * b.mask;
+            let diff = (net.forward(b.inputs, &b.rows, b.seasonal) - b.targets) * b.mask;
             let loss = (diff.abs() * weights.clone())
                 .sum()
                 .div_scalar(b.present as f32);
@@ -373,7 +386,7 @@ fn split_windows(
     let mut val_idx = Vec::new();
     for (gi, g) in grids.iter().enumerate() {
         let ahead = shape.horizon_steps as i64 * g.step_ms;
-        for end in shape.window.saturating_sub(1)..g.values.len() {
+        for end in 0..g.values.len() {
             let t = g.time(end);
             if t + ahead <= split {
                 train_idx.push((gi, end));
@@ -394,7 +407,8 @@ fn split_windows(
                     let g = &grids[gi];
                     let w = g.window(end, &shape)?;
                     let t = g.targets(&w, shape.horizon_steps);
-                    t.iter().any(|v| v.is_finite()).then_some((w, t))
+                    let pass = g.pass(w.start, w.points(), &shape)?;
+                    t.iter().any(|v| v.is_finite()).then_some((pass, w, t))
                 })
                 .collect(),
         )
@@ -426,7 +440,7 @@ fn evaluate(
     for idx in all.chunks(EVAL_BATCH) {
         let b = set.batch(idx, spec, device);
         let pred: Vec<f32> = net
-            .forward(b.inputs, b.seasonal)
+            .forward(b.inputs, &b.rows, b.seasonal)
             .into_data()
             .try_to_vec()
             .unwrap_or_default();
@@ -537,6 +551,7 @@ mod tests {
         let grid = Grid::from_values(0, step, values);
         let shape = Shape {
             window: 12,
+            segment: 6,
             horizon_steps: 12,
             norm_points: 144,
             weekly: false,
@@ -569,6 +584,7 @@ mod tests {
         let grid = Grid::from_values(0, 60_000, vec![1.0; 20]);
         let shape = Shape {
             window: 8,
+            segment: 4,
             horizon_steps: 4,
             norm_points: 16,
             weekly: false,

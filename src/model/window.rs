@@ -1,6 +1,16 @@
 //! From raw samples to model inputs: a series resampled onto a regular time
-//! grid, normalised by its own trailing statistics, cut into windows with
-//! calendar inputs, and the targets a window is trained against.
+//! grid, normalised by its own trailing statistics, cut into passes with
+//! calendar inputs, and the targets a forecast is trained against.
+//!
+//! Why passes: the network starts from a zero state, so a forecast at every
+//! grid point from its own fixed-length window would run the network over
+//! each point once per window that covers it (60 times for an hour of
+//! 1-minute input). Instead, input windows start at multiples of a
+//! *segment* of grid points (absolute time, so every query cuts them
+//! alike): the forecasts at the `segment` consecutive points whose windows
+//! start at the same point read one run of the network, a *pass*, at
+//! different steps. A window therefore holds between `window − segment + 1`
+//! and `window` points, and the points of a pass share one normalisation.
 
 use crate::calendar;
 
@@ -57,8 +67,11 @@ impl Span {
 /// How windows are cut: the same at training and serving time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
-    /// Grid points per input window.
+    /// Grid points per input window, at most: the length of a full pass.
     pub window: usize,
+    /// Consecutive forecast points that share one pass (see the module
+    /// documentation); passes start at multiples of it.
+    pub segment: usize,
     /// Model steps forecast ahead (`K`).
     pub horizon_steps: usize,
     /// Grid points of trailing history the per-series normalisation uses.
@@ -78,18 +91,27 @@ pub const MAX_HORIZON_STEPS: i64 = 512;
 const DAY_MS: i64 = 86_400_000;
 
 impl Shape {
-    /// The layout for a grid of `step_ms`: an input window covering
-    /// `lookback_ms` (4 to 128 points), one output per step up to one step
-    /// past the longest horizon (a time between grid points reads up to a
-    /// step further), and a day of normalisation history.
+    /// The layout for a grid of `step_ms`: input windows covering
+    /// `lookback_ms` (4 to 128 points) at most and half of it at least, one
+    /// output per step up to one step past the longest horizon (a time
+    /// between grid points reads up to a step further), and a day of
+    /// normalisation history.
     pub fn for_step(step_ms: i64, lookback_ms: i64, max_horizon_ms: i64, history_ms: i64) -> Self {
         let window = ceil_div(lookback_ms, step_ms).clamp(4, 128) as usize;
         Self {
             window,
+            segment: window / 2,
             horizon_steps: (ceil_div(max_horizon_ms, step_ms) + 1) as usize,
             norm_points: ((DAY_MS / step_ms) as usize).max(window),
             weekly: history_ms >= WEEKLY_HISTORY_MS,
         }
+    }
+
+    /// Grid points before its anchor that a forecast reads, at most: its
+    /// window, and the normalisation at its pass's first forecast point
+    /// (which is up to a segment earlier).
+    pub fn history_points(&self) -> usize {
+        (self.norm_points + self.segment).max(self.window)
     }
 }
 
@@ -110,13 +132,30 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
 }
 
-/// One model input: a window ending at a grid point, normalised.
+/// One run of the network: normalised inputs from a pass start onwards.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// Grid index of the first point.
+    pub start: usize,
+    /// `points × FEATURES` inputs, row-major by time.
+    pub features: Vec<f32>,
+}
+
+impl Pass {
+    /// Grid points covered.
+    pub fn points(&self) -> usize {
+        self.features.len() / FEATURES
+    }
+}
+
+/// What one forecast reads besides its pass: how far into the pass, and
+/// what turns the network's normalised output into source units.
 #[derive(Debug, Clone)]
 pub struct Window {
-    /// Grid index of the window's last point.
+    /// Grid index of the window's first point, where its pass starts.
+    pub start: usize,
+    /// Grid index of the window's last point: the forecast's anchor.
     pub end: usize,
-    /// `window × FEATURES` inputs, row-major by time.
-    pub features: Vec<f32>,
     /// The source's value at the window end (carried forward over gaps).
     pub last: f64,
     /// Normalisation scale: one normalised unit in source units.
@@ -130,11 +169,21 @@ pub struct Window {
 }
 
 impl Window {
-    /// A digest of everything the model reads from this window: equal
-    /// digests mean equal inputs, hence equal outputs.
-    pub fn digest(&self) -> u64 {
+    /// Grid points from the pass start to the anchor.
+    pub fn points(&self) -> usize {
+        self.end + 1 - self.start
+    }
+
+    /// A digest of everything the model reads for this window from `pass`
+    /// (the pass it starts): equal digests mean equal inputs, hence equal
+    /// outputs.
+    pub fn digest(&self, pass: &Pass) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        for v in self.features.iter().chain(&self.seasonal) {
+        let read = pass
+            .features
+            .get(..self.points() * FEATURES)
+            .unwrap_or_default();
+        for v in read.iter().chain(&self.seasonal) {
             std::hash::Hash::hash(&v.to_bits(), &mut h);
         }
         std::hash::Hash::hash(&self.last.to_bits(), &mut h);
@@ -236,37 +285,43 @@ impl Grid {
         Some((mean + self.offset, var.sqrt(), n))
     }
 
-    /// The window ending at grid index `end`, or `None` when the window has
-    /// no sample at all (the series was absent) or `end` is too early.
-    pub fn window(&self, end: usize, shape: &Shape) -> Option<Window> {
-        if end + 1 < shape.window || end >= self.values.len() {
+    /// Grid index of the start of the pass that the window ending at
+    /// `end` reads: the first multiple of the segment (counted from the
+    /// epoch) that leaves the window at most `shape.window` points; `None`
+    /// before the grid.
+    pub fn pass_start(&self, end: usize, shape: &Shape) -> Option<usize> {
+        let origin = self.start_ms.div_euclid(self.step_ms);
+        let earliest = origin + end as i64 + 1 - shape.window as i64;
+        let segment = shape.segment.max(1) as i64;
+        let start = -(-earliest).div_euclid(segment) * segment;
+        usize::try_from(start - origin).ok()
+    }
+
+    /// Mean and scale that the pass starting at `start` is normalised by:
+    /// the trailing statistics at its first forecast point, which every
+    /// forecast of the pass may read. `None` without two values there.
+    fn normalisation(&self, start: usize, shape: &Shape) -> Option<(f64, f64)> {
+        let first_anchor = start + shape.window - shape.segment.clamp(1, shape.window);
+        if first_anchor >= self.values.len() {
             return None;
         }
-        let first = end + 1 - shape.window;
-        // Latest value at or before the window end, searched back only as far
-        // as the window reaches.
-        let last = self.values[first..=end]
-            .iter()
-            .rev()
-            .copied()
-            .find(|v| v.is_finite())?;
-        let norm_from = (end + 1).saturating_sub(shape.norm_points);
-        let (mean, std, count) = self.stats(norm_from, end + 1)?;
+        let norm_from = (first_anchor + 1).saturating_sub(shape.norm_points);
+        let (mean, std, count) = self.stats(norm_from, first_anchor + 1)?;
         // A spread needs two points.
-        if count < 2 {
-            return None;
-        }
-        let scale = floor_scale(std, mean);
-        let mut features = Vec::with_capacity(shape.window * FEATURES);
+        (count >= 2).then(|| (mean, floor_scale(std, mean)))
+    }
+
+    /// The pass over `points` grid points from `start` (a pass start), or
+    /// `None` when they hold no sample at all or run past the grid.
+    pub fn pass(&self, start: usize, points: usize, shape: &Shape) -> Option<Pass> {
+        let (mean, scale) = self.normalisation(start, shape)?;
+        let values = self.values.get(start..start + points)?;
         // Gaps take the previous value; leading gaps the first present one.
-        let mut carried = self.values[first..=end]
-            .iter()
-            .copied()
-            .find(|v| v.is_finite())
-            .unwrap_or(last);
-        for i in first..=end {
-            if self.values[i].is_finite() {
-                carried = self.values[i];
+        let mut carried = values.iter().copied().find(|v| v.is_finite())?;
+        let mut features = Vec::with_capacity(points * FEATURES);
+        for (i, &v) in (start..).zip(values) {
+            if v.is_finite() {
+                carried = v;
             }
             let z = ((carried - mean) / scale).clamp(-CLIP, CLIP);
             let t = self.time(i);
@@ -279,6 +334,24 @@ impl Grid {
             };
             features.extend([z, day.sin(), day.cos(), week_sin, week_cos].map(|f| f as f32));
         }
+        Some(Pass { start, features })
+    }
+
+    /// The window ending at grid index `end`, or `None` when the window has
+    /// no sample at all (the series was absent) or `end` is too early.
+    pub fn window(&self, end: usize, shape: &Shape) -> Option<Window> {
+        if end >= self.values.len() {
+            return None;
+        }
+        let start = self.pass_start(end, shape)?;
+        // Latest value at or before the window end, searched back only as far
+        // as the window reaches.
+        let last = self.values[start..=end]
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| v.is_finite())?;
+        let (_, scale) = self.normalisation(start, shape)?;
         let day = (DAY_MS / self.step_ms) as usize;
         let value = |j: usize| self.values.get(j).copied().filter(|v| v.is_finite());
         let seasonal = (1..=shape.horizon_steps)
@@ -290,8 +363,8 @@ impl Grid {
             })
             .collect();
         Some(Window {
+            start,
             end,
-            features,
             last,
             scale,
             seasonal,
@@ -321,8 +394,10 @@ fn floor_scale(std: f64, mean: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Fixed-length windows: a segment of one point.
     const SHAPE: Shape = Shape {
         window: 3,
+        segment: 1,
         horizon_steps: 2,
         norm_points: 4,
         weekly: true,
@@ -340,8 +415,14 @@ mod tests {
         assert_eq!(choose_step(None, Some(15_000), 21_600_000), 45_000);
         let s = Shape::for_step(60_000, 1_800_000, 21_600_000, 7 * DAY_MS);
         assert_eq!(
-            (s.window, s.horizon_steps, s.norm_points, s.weekly),
-            (30, 361, 1440, false)
+            (
+                s.window,
+                s.segment,
+                s.horizon_steps,
+                s.norm_points,
+                s.weekly
+            ),
+            (30, 15, 361, 1440, false)
         );
         assert!(Shape::for_step(60_000, 1_800_000, 21_600_000, 28 * DAY_MS).weekly);
     }
@@ -370,7 +451,8 @@ mod tests {
         // Trailing 4 points: 3, 1, 3, 5 → mean 3, std sqrt(2).
         assert!((w.scale - 2f64.sqrt()).abs() < 1e-9);
         assert_eq!(w.last, 5.0);
-        let z: Vec<f32> = w.features.chunks(FEATURES).map(|f| f[0]).collect();
+        let pass = g.pass(w.start, w.points(), &SHAPE).unwrap();
+        let z: Vec<f32> = pass.features.chunks(FEATURES).map(|f| f[0]).collect();
         let s = 2f32.sqrt();
         assert!(
             (z[0] + 2.0 / s).abs() < 1e-5 && z[1].abs() < 1e-6 && (z[2] - 2.0 / s).abs() < 1e-5
@@ -390,10 +472,59 @@ mod tests {
         };
         let w = g.window(3, &shape).unwrap();
         assert_eq!(w.last, 2.0);
-        let z: Vec<f32> = w.features.chunks(FEATURES).map(|f| f[0]).collect();
+        let pass = g.pass(w.start, w.points(), &shape).unwrap();
+        let z: Vec<f32> = pass.features.chunks(FEATURES).map(|f| f[0]).collect();
         assert_eq!(z[1], z[2], "a gap repeats the previous value");
         assert!(g.window(1, &shape).is_none(), "window longer than history");
         assert!(g.window(7, &shape).is_none(), "no sample inside the window");
         assert_eq!(g.window(5, &shape).unwrap().last, 4.0);
+    }
+
+    /// Windows of 4 points at most, passes every 2: the forecasts at two
+    /// consecutive points read one pass, normalised alike, at different
+    /// steps; the cut follows absolute time, not where the grid starts.
+    #[test]
+    fn consecutive_windows_share_a_pass() {
+        let shape = Shape {
+            window: 4,
+            segment: 2,
+            horizon_steps: 2,
+            norm_points: 4,
+            weekly: false,
+        };
+        let values: Vec<f64> = (0..12).map(|i| f64::from(i * i % 7)).collect();
+        let g = Grid::from_values(0, 60_000, values.clone());
+        let spans: Vec<(usize, usize)> = (2..10)
+            .map(|end| {
+                let w = g.window(end, &shape).unwrap();
+                (w.start, w.points())
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 3),
+                (0, 4),
+                (2, 3),
+                (2, 4),
+                (4, 3),
+                (4, 4),
+                (6, 3),
+                (6, 4)
+            ]
+        );
+        assert!(g.window(1, &shape).is_none(), "window before the grid");
+        let (a, b) = (g.window(6, &shape).unwrap(), g.window(7, &shape).unwrap());
+        assert_eq!(a.scale, b.scale);
+        let pass = g.pass(4, 4, &shape).unwrap();
+        assert_eq!(
+            g.pass(4, 3, &shape).unwrap().features,
+            pass.features[..3 * FEATURES]
+        );
+        assert_ne!(a.digest(&pass), b.digest(&pass));
+        // The same points on a grid that starts one step later.
+        let later = Grid::from_values(60_000, 60_000, values[1..].to_vec());
+        let w = later.window(6, &shape).unwrap();
+        assert_eq!((w.start, w.points(), w.scale), (3, 4, b.scale));
     }
 }
