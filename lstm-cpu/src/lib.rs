@@ -16,7 +16,22 @@
 /// Gates per hidden unit.
 pub const GATES: usize = 4;
 /// Sequences advanced together.
-const BLOCK: usize = 4;
+const BLOCK: usize = 6;
+/// Calls `f::<R, FMA>(args)` with `R` the number of sequences in a block,
+/// `n`, as a constant: each block size gets its own register tiles.
+macro_rules! per_block {
+    ($n:expr, $f:ident($($arg:expr),*)) => {
+        match $n {
+            1 => $f::<1, FMA>($($arg),*),
+            2 => $f::<2, FMA>($($arg),*),
+            3 => $f::<3, FMA>($($arg),*),
+            4 => $f::<4, FMA>($($arg),*),
+            5 => $f::<5, FMA>($($arg),*),
+            _ => $f::<BLOCK, FMA>($($arg),*),
+        }
+    };
+}
+
 /// Fewest sequences worth a thread of their own.
 const MIN_PER_THREAD: usize = 16;
 
@@ -127,7 +142,7 @@ fn run_forward(
     });
     // The input and recurrent weights as one `[inputs + hidden, 4·hidden]`
     // matrix, so that a step's gates are one product.
-    let stacked = [w.input, w.hidden].concat();
+    let stacked = panels(&[w.input, w.hidden].concat(), d.inputs + d.hidden);
     let stacked = stacked.as_slice();
     let per = chunk(d.batch);
     let xs = x.chunks(per * d.steps * d.inputs);
@@ -192,7 +207,7 @@ pub fn backward(
     // `[inputs + hidden, 4·hidden]` stacked, as in the forward pass, and
     // transposed: the gradient flowing back to a step's input and previous
     // hidden state is then one tiled product, like the forward one.
-    let stacked_t = transpose(&[w.input, w.hidden].concat(), k_len, g);
+    let stacked_t = panels(&transpose(&[w.input, w.hidden].concat(), k_len, g), g);
     let stacked_t = stacked_t.as_slice();
     let mut input = vec![0.0f32; x.len()];
     // Per chunk: the stacked weights' gradient, then the bias's.
@@ -301,17 +316,11 @@ fn forward_steps<const FMA: bool>(
                 let at = (first + s) * d.steps + t;
                 let xt = &x[at * d.inputs..][..d.inputs];
                 let ht = &h[s * d.hidden..][..d.hidden];
-                for (k, &v) in xt.iter().chain(ht).enumerate() {
-                    z[k * n + s] = v;
-                }
+                put_column(&mut z, n, s, 0, xt);
+                put_column(&mut z, n, s, d.inputs, ht);
             }
             let z = &z[..k_len * n];
-            match n {
-                1 => gate_products::<1, FMA>(z, stacked, w.bias, &mut gates),
-                2 => gate_products::<2, FMA>(z, stacked, w.bias, &mut gates),
-                3 => gate_products::<3, FMA>(z, stacked, w.bias, &mut gates),
-                _ => gate_products::<BLOCK, FMA>(z, stacked, w.bias, &mut gates),
-            }
+            per_block!(n, gate_products(z, stacked, w.bias, &mut gates));
             for s in 0..n {
                 let at = (first + s) * d.steps + t;
                 let row = &mut gates[s * g..(s + 1) * g];
@@ -347,7 +356,8 @@ struct Saved<'a> {
 
 /// `gates[s] = bias + z[s] · stacked` for the `R` sequences whose inputs
 /// `z` holds transposed (`[k_len, R]`), tile by tile of output columns,
-/// each tile's sums held in registers over the whole of `k`.
+/// each tile's sums held in registers over the whole of `k`; `stacked` is
+/// laid out by [`panels`].
 #[inline(always)]
 fn gate_products<const R: usize, const FMA: bool>(
     z: &[f32],
@@ -355,27 +365,24 @@ fn gate_products<const R: usize, const FMA: bool>(
     bias: &[f32],
     gates: &mut [f32],
 ) {
-    let g = bias.len();
-    let mut j = 0;
-    while j + 16 <= g {
-        gate_tile::<R, 16, FMA>(z, stacked, bias, gates, j);
-        j += 16;
-    }
-    while j + 8 <= g {
-        gate_tile::<R, 8, FMA>(z, stacked, bias, gates, j);
-        j += 8;
-    }
-    while j < g {
-        gate_tile::<R, 1, FMA>(z, stacked, bias, gates, j);
-        j += 1;
+    let k_len = z.len() / R;
+    let mut rest = stacked;
+    for (j, width) in tiles(bias.len()) {
+        let (this, tail) = rest.split_at(k_len * width);
+        rest = tail;
+        match width {
+            16 => gate_tile::<R, 16, FMA>(z, this, bias, gates, j),
+            8 => gate_tile::<R, 8, FMA>(z, this, bias, gates, j),
+            _ => gate_tile::<R, 1, FMA>(z, this, bias, gates, j),
+        }
     }
 }
 
-/// Columns `j..j + W` of [`gate_products`].
+/// Columns `j..j + W` of [`gate_products`], from their panel.
 #[inline(always)]
 fn gate_tile<const R: usize, const W: usize, const FMA: bool>(
     z: &[f32],
-    stacked: &[f32],
+    panel: &[f32],
     bias: &[f32],
     gates: &mut [f32],
     j: usize,
@@ -385,8 +392,8 @@ fn gate_tile<const R: usize, const W: usize, const FMA: bool>(
     for row in &mut acc {
         row.copy_from_slice(&bias[j..j + W]);
     }
-    for (zk, wrow) in z.chunks_exact(R).zip(stacked.chunks_exact(g)) {
-        let wk: &[f32; W] = wrow[j..j + W].try_into().expect("a whole tile");
+    for (zk, wk) in z.chunks_exact(R).zip(panel.chunks_exact(W)) {
+        let wk: &[f32; W] = wk.try_into().expect("a whole tile");
         for (row, &zs) in acc.iter_mut().zip(zk) {
             for l in 0..W {
                 row[l] = madd::<FMA>(zs, wk[l], row[l]);
@@ -396,6 +403,32 @@ fn gate_tile<const R: usize, const W: usize, const FMA: bool>(
     for (s, row) in acc.iter().enumerate() {
         gates[s * g + j..][..W].copy_from_slice(row);
     }
+}
+
+/// The column tiles [`gate_products`] walks for `cols` columns: `(first
+/// column, width)`, 16 wide, then 8, then 1.
+fn tiles(cols: usize) -> impl Iterator<Item = (usize, usize)> {
+    let wide = cols / 16 * 16;
+    let middle = wide + (cols - wide) / 8 * 8;
+    (0..wide)
+        .step_by(16)
+        .map(|j| (j, 16))
+        .chain((wide..middle).step_by(8).map(|j| (j, 8)))
+        .chain((middle..cols).map(|j| (j, 1)))
+}
+
+/// A row-major matrix of `rows` rows rearranged as [`gate_products`] reads
+/// it: tile by tile of columns, each tile's rows one after another, so the
+/// product walks its weights front to back instead of a row apart.
+fn panels(m: &[f32], rows: usize) -> Vec<f32> {
+    let cols = m.len() / rows;
+    let mut out = Vec::with_capacity(m.len());
+    for (j, width) in tiles(cols) {
+        for row in m.chunks_exact(cols) {
+            out.extend_from_slice(&row[j..j + width]);
+        }
+    }
+    out
 }
 
 /// Applies the gate activations in place and advances the cell state `c`
@@ -543,28 +576,15 @@ fn backward_steps<const FMA: bool>(
                 } else {
                     &zeros[..hid]
                 };
-                for (k, &v) in xt.iter().chain(h_prev).enumerate() {
-                    z[k * n + s] = v;
-                }
-                for (j, &v) in da.iter().enumerate() {
-                    da_t[j * n + s] = v;
-                }
+                put_column(&mut z, n, s, 0, xt);
+                put_column(&mut z, n, s, d.inputs, h_prev);
+                put_column(&mut da_t, n, s, 0, da);
             }
             let (z, da_t) = (&z[..k_len * n], &da_t[..g * n]);
-            match n {
-                1 => outer_products::<1, FMA>(z, &da, d_stacked),
-                2 => outer_products::<2, FMA>(z, &da, d_stacked),
-                3 => outer_products::<3, FMA>(z, &da, d_stacked),
-                _ => outer_products::<BLOCK, FMA>(z, &da, d_stacked),
-            }
+            per_block!(n, outer_products(z, &da, d_stacked));
             // [dx, dh] = da · stackedᵀ: the gate products run backwards.
             let no_bias = &zeros[..k_len];
-            match n {
-                1 => gate_products::<1, FMA>(da_t, stacked_t, no_bias, &mut back),
-                2 => gate_products::<2, FMA>(da_t, stacked_t, no_bias, &mut back),
-                3 => gate_products::<3, FMA>(da_t, stacked_t, no_bias, &mut back),
-                _ => gate_products::<BLOCK, FMA>(da_t, stacked_t, no_bias, &mut back),
-            }
+            per_block!(n, gate_products(da_t, stacked_t, no_bias, &mut back));
             for s in 0..n {
                 let at = (first + s) * d.steps + t;
                 let (back_x, back_h) = back[s * k_len..][..k_len].split_at(d.inputs);
@@ -617,6 +637,16 @@ fn outer_tile<const R: usize, const W: usize, const FMA: bool>(
                 out[l] = madd::<FMA>(zs, row[l], out[l]);
             }
         }
+    }
+}
+
+/// Writes `values` down column `s` of the `n`-column matrix `m` from row
+/// `first` on: several sequences' vectors side by side, as the products
+/// read them.
+#[inline(always)]
+fn put_column(m: &mut [f32], n: usize, s: usize, first: usize, values: &[f32]) {
+    for (cell, &v) in m[first * n + s..].iter_mut().step_by(n).zip(values) {
+        *cell = v;
     }
 }
 
