@@ -150,6 +150,13 @@ pub fn encode_xor(samples: &[(i64, f64)]) -> Result<Vec<u8>, ChunkError> {
         prev_t = t;
         prev_v = v;
     }
+    // Prometheus's bit stream adds a byte after every whole byte it writes
+    // and fills it with the next bit; a chunk of one sample never writes a
+    // single bit, so its stream ends in that empty byte. Matched, so that a
+    // chunk's bytes are Prometheus's own.
+    if samples.len() == 1 {
+        w.bytes.push(0);
+    }
     Ok(w.bytes)
 }
 
@@ -639,6 +646,20 @@ mod tests {
             (2, f64::from_bits(0x8000_0000_0000_0001)),
             (3, f64::from_bits(0)),
         ]);
+    }
+
+    /// Prometheus 2.42's own chunk of one sample, byte for byte (seen in
+    /// its remote-read answers): the varint timestamp and the value's 64
+    /// bits, then an empty byte.
+    #[test]
+    fn one_sample_chunks_end_as_prometheus_ends_them() {
+        let bytes = encode_xor(&[(1_000, 1.5)]).unwrap();
+        assert_eq!(
+            bytes,
+            [0, 1, 0xd0, 0x0f, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0],
+            "count 1, zigzag varint of 1,000, the bits of 1.5, an empty byte"
+        );
+        assert_eq!(decode_xor(&bytes).unwrap(), [(1_000, 1.5)]);
     }
 
     #[test]
