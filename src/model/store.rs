@@ -317,4 +317,50 @@ pub(crate) mod tests {
         let err = load_meta(dir.path(), "cpu").unwrap_err();
         assert!(matches!(err, StoreError::Format { found: 2, .. }), "{err}");
     }
+
+    /// The same saved model loaded onto wgpu (a GPU, or Mesa's software
+    /// Vulkan driver without one) forecasts what it does on flex: through
+    /// burn's stock layer there, the fused one here, for several forecasts
+    /// reading one pass and for one forecast per pass.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_forecasts_as_flex_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let flex = Device::flex();
+        let spec = NetSpec {
+            inputs: FEATURES,
+            window: 8,
+            hidden: 6,
+            layers: 2,
+            outputs: 3,
+        };
+        let net = LstmNet::new(spec, &flex);
+        save(dir.path(), &net, meta(spec, 1)).unwrap();
+        let gpu = crate::model::Backend::Wgpu.device().unwrap();
+        let loaded = load(dir.path(), "cpu", &gpu).unwrap();
+        let values = (0..40).map(|i| f64::from(i % 7) * 1.5 + f64::from(i) * 0.1);
+        let grid = Grid::from_values(0, 60_000, values.collect());
+        let shape = loaded.meta.shape;
+        let windows: Vec<_> = (20..24)
+            .map(|end| grid.window(end, &shape).unwrap())
+            .collect();
+        assert!(windows.iter().all(|w| w.start == windows[0].start));
+        let last = windows.last().unwrap();
+        let pass = grid.pass(last.start, last.points(), &shape).unwrap();
+        let shared: Vec<(usize, &crate::model::Window)> = windows.iter().map(|w| (0, w)).collect();
+        let alone = grid
+            .pass(windows[0].start, windows[0].points(), &shape)
+            .unwrap();
+        for (passes, reads) in [
+            (vec![&pass], shared),
+            (vec![&alone], vec![(0, &windows[0])]),
+        ] {
+            let want = predict(&net, &passes, &reads, &flex);
+            let got = predict(&loaded.net, &passes, &reads, &gpu);
+            assert_eq!(want.len(), reads.len());
+            for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
+                assert!((w - g).abs() < 1e-4, "{want:?} vs {got:?}");
+            }
+        }
+    }
 }
