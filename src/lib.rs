@@ -18,6 +18,7 @@ pub mod duration;
 pub mod eval;
 pub mod forecast;
 pub mod labels;
+mod lock;
 pub mod model;
 pub mod series;
 pub mod server;

@@ -13,7 +13,7 @@ pub mod methods;
 pub mod score;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use serde::Serialize;
@@ -235,10 +235,7 @@ fn evaluate_file(
         samples: history,
     }];
     let on_epoch = |e: Epoch| progress(Phase::Training(e));
-    let guard = evaluator
-        .training
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let guard = crate::lock::lock(&evaluator.training);
     let fitted = fit(&plan, &train_source, (first, cut - 1), device, &on_epoch);
     drop(guard);
     let (meta, net) = match fitted {

@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::labels::Labels;
+use crate::lock::lock;
 
 use super::Anchor;
 
@@ -47,15 +48,13 @@ impl Cache {
 
     /// The cached anchor for `key`.
     pub fn get(&self, key: &Key) -> Option<Arc<Anchor>> {
-        self.entries.lock().ok()?.get(key).cloned()
+        lock(&self.entries).get(key).cloned()
     }
 
     /// Stores `anchor`. When full the cache starts over: simpler than LRU
     /// bookkeeping, and a miss only costs recomputation.
     pub fn put(&self, key: Key, anchor: Arc<Anchor>) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
+        let mut entries = lock(&self.entries);
         let per_entry = anchor.deltas.len().max(1);
         if (entries.len() + 1) * per_entry > self.max_values {
             entries.clear();
@@ -65,14 +64,12 @@ impl Cache {
 
     /// Drops every entry of `family` (after retraining).
     pub fn evict_family(&self, family: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|k, _| k.family != family);
-        }
+        lock(&self.entries).retain(|k, _| k.family != family);
     }
 
     /// Number of cached anchors.
     pub fn len(&self) -> usize {
-        self.entries.lock().map_or(0, |e| e.len())
+        lock(&self.entries).len()
     }
 
     /// Whether nothing is cached.

@@ -165,10 +165,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock::lock(&self.entries)
     }
 
     /// Loads every saved model. Unreadable or corrupt models are moved

@@ -87,11 +87,8 @@ pub fn predict(
     }
     let outputs = net.spec().outputs;
     let inputs: Vec<&[f32]> = passes.iter().map(|p| &p.features[..]).collect();
-    let (x, points) = pass_inputs(&inputs, device);
-    let rows: Vec<usize> = windows
-        .iter()
-        .map(|(p, w)| p * points + w.points() - 1)
-        .collect();
+    let reads = windows.iter().map(|(p, w)| (*p, w.points()));
+    let (x, rows) = pass_inputs(&inputs, reads, device);
     let seasonal: Vec<f32> = windows
         .iter()
         .flat_map(|(_, w)| w.seasonal.iter().copied())
@@ -104,9 +101,15 @@ pub fn predict(
 
 /// Passes' inputs (`points × FEATURES` each, of any length) as one tensor
 /// `[passes, points, FEATURES]`, the shorter ones padded at the end, and
-/// that number of points. Padding comes after every step a forecast
-/// reads, so it cannot change one: the network only looks back.
-fn pass_inputs(passes: &[&[f32]], device: &Device) -> (Tensor<3>, usize) {
+/// for each read `(pass, steps)` the row of [`LstmNet::forward`] that holds
+/// the state after the first `steps` points of pass `pass`. Padding comes
+/// after every step a forecast reads, so it cannot change one: the network
+/// only looks back.
+fn pass_inputs(
+    passes: &[&[f32]],
+    reads: impl IntoIterator<Item = (usize, usize)>,
+    device: &Device,
+) -> (Tensor<3>, Vec<usize>) {
     let points = passes.iter().map(|p| p.len()).max().unwrap_or(0) / FEATURES;
     let mut inputs = vec![0.0; passes.len() * points * FEATURES];
     if points > 0 {
@@ -118,5 +121,9 @@ fn pass_inputs(passes: &[&[f32]], device: &Device) -> (Tensor<3>, usize) {
         TensorData::new(inputs, [passes.len(), points, FEATURES]),
         device,
     );
-    (x, points)
+    let rows = reads
+        .into_iter()
+        .map(|(pass, steps)| pass * points + steps - 1)
+        .collect();
+    (x, rows)
 }

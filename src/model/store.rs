@@ -257,19 +257,26 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn round_trip_is_bit_identical_and_corruption_is_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let device = Device::flex();
+    /// An untrained net of `window` steps, saved in `dir` as version 1 of
+    /// family "cpu".
+    fn saved_net(dir: &Path, window: usize, device: &Device) -> (NetSpec, LstmNet) {
         let spec = NetSpec {
             inputs: FEATURES,
-            window: 4,
+            window,
             hidden: 6,
             layers: 2,
             outputs: 3,
         };
-        let net = LstmNet::new(spec, &device);
-        save(dir.path(), &net, meta(spec, 1)).unwrap();
+        let net = LstmNet::new(spec, device);
+        save(dir, &net, meta(spec, 1)).unwrap();
+        (spec, net)
+    }
+
+    #[test]
+    fn round_trip_is_bit_identical_and_corruption_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let (spec, net) = saved_net(dir.path(), 4, &device);
         let loaded = load(dir.path(), "cpu", &device).unwrap();
         assert_eq!(loaded.meta.version, 1);
         let grid = Grid::from_values(0, 60_000, vec![1.0, 2.0, 4.0, 3.0, 5.0]);
@@ -327,15 +334,7 @@ pub(crate) mod tests {
     fn wgpu_forecasts_as_flex_does() {
         let dir = tempfile::tempdir().unwrap();
         let flex = Device::flex();
-        let spec = NetSpec {
-            inputs: FEATURES,
-            window: 8,
-            hidden: 6,
-            layers: 2,
-            outputs: 3,
-        };
-        let net = LstmNet::new(spec, &flex);
-        save(dir.path(), &net, meta(spec, 1)).unwrap();
+        let (_, net) = saved_net(dir.path(), 8, &flex);
         let gpu = crate::model::Backend::Wgpu.device().unwrap();
         let loaded = load(dir.path(), "cpu", &gpu).unwrap();
         let values = (0..40).map(|i| f64::from(i % 7) * 1.5 + f64::from(i) * 0.1);

@@ -210,12 +210,8 @@ impl Batchable {
             .iter()
             .map(|&i| &self.inputs[self.offsets[i]..self.offsets[i + 1]])
             .collect();
-        let (inputs, points) = super::pass_inputs(&passes, device);
-        let rows = passes
-            .iter()
-            .enumerate()
-            .map(|(j, p)| j * points + p.len() / FEATURES - 1)
-            .collect();
+        let reads = passes.iter().map(|p| p.len() / FEATURES).enumerate();
+        let (inputs, rows) = super::pass_inputs(&passes, reads, device);
         let mut s = Vec::with_capacity(idx.len() * k);
         let mut y = Vec::with_capacity(idx.len() * k);
         let mut m = Vec::with_capacity(idx.len() * k);

@@ -97,9 +97,7 @@ impl HistoryCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock::lock(&self.state)
     }
 
     /// What must be read for `[start_ms, end_ms]`.

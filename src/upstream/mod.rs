@@ -167,10 +167,7 @@ impl Upstream {
             }
             Err(e) => {
                 self.metrics.upstream_error(e.kind());
-                *self
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                *crate::lock::lock(&self.last_error) =
                     Some((crate::calendar::now_ms(), e.to_string()));
                 Err(e)
             }
@@ -179,10 +176,7 @@ impl Upstream {
 
     /// The most recent failed read: when (unix ms) and why.
     pub fn last_error(&self) -> Option<(i64, String)> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::lock::lock(&self.last_error).clone()
     }
 
     /// Where history comes from, for people: the URL or "embedded demo".
