@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::tensor::Device;
+use promcast::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 use promcast::duration::PromDuration;
-use promcast::forecast::registry::{Plan, fit};
+use promcast::forecast::training::{TrainingPlan, fit};
 use promcast::forecast::{Cache, Predictor, ServedModel, evaluate};
 use promcast::labels::Labels;
 use promcast::model::train::TrainConfig;
@@ -40,9 +41,6 @@ use promcast::upstream::SourceSeries;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const MINUTE_MS: i64 = 60_000;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
-const DAY_MS: i64 = 24 * HOUR_MS;
 const FAMILY: &str = "bench_cpu";
 /// Room for every forecast a run makes.
 const CACHE_VALUES: usize = 50_000_000;
@@ -112,7 +110,7 @@ fn family(count: usize, span_ms: i64, end: i64) -> Vec<SourceSeries> {
 /// the network's shape, not on how well it forecasts.
 fn train(end: i64, device: &Device) -> ServedModel {
     let history = family(8, 3 * DAY_MS, end);
-    let plan = Plan {
+    let plan = TrainingPlan {
         family: FAMILY.into(),
         version: 1,
         step_ms: None,

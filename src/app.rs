@@ -7,9 +7,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::forecast::Cache;
 use crate::forecast::registry::Registry;
+use crate::forecast::select::Context;
 use crate::model::Backend;
-use crate::server::AppState;
-use crate::server::auth::Auth;
 use crate::telemetry::Metrics;
 use crate::upstream::{Upstream, prometheus};
 
@@ -18,11 +17,7 @@ const CACHE_VALUES: usize = 16 << 20;
 
 /// Builds everything a configuration calls for and loads the saved models
 /// from `model_dir`. Nothing runs in the background yet.
-pub fn build(
-    config: Config,
-    model_dir: PathBuf,
-    backend: Backend,
-) -> anyhow::Result<Arc<AppState>> {
+pub fn build(config: Config, model_dir: PathBuf, backend: Backend) -> anyhow::Result<Arc<Context>> {
     let config = Arc::new(config);
     let device = backend.device()?;
     let metrics = Arc::new(Metrics::new());
@@ -51,13 +46,11 @@ pub fn build(
         Arc::clone(&cache),
     ));
     registry.load_saved();
-    Ok(Arc::new(AppState {
-        auth: Auth::from_config(&config.web)?,
+    Ok(Arc::new(Context {
         config,
         upstream,
         registry,
         cache,
         metrics,
-        ready: Default::default(),
     }))
 }

@@ -2,24 +2,29 @@
 //! inputs the model sees, the RFC 3339 stamps the API shows, and the
 //! timestamps operators type.
 
-const MS_PER_DAY: i64 = 86_400_000;
+/// A minute in milliseconds.
+pub const MINUTE_MS: i64 = 60_000;
+/// An hour in milliseconds.
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// A day in milliseconds (UTC days have no leap seconds in Unix time).
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Fraction of the UTC day elapsed at `ms`, in `[0, 1)`.
 pub fn day_fraction(ms: i64) -> f64 {
-    ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_DAY as f64
+    ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64
 }
 
 /// Fraction of the week elapsed at `ms`, in `[0, 1)`, weeks starting Monday 00:00 UTC.
 pub fn week_fraction(ms: i64) -> f64 {
     // 1970-01-01 was a Thursday: shift by three days so weeks start on Monday.
-    let week = 7 * MS_PER_DAY;
-    (ms + 3 * MS_PER_DAY).rem_euclid(week) as f64 / week as f64
+    let week = 7 * DAY_MS;
+    (ms + 3 * DAY_MS).rem_euclid(week) as f64 / week as f64
 }
 
 /// Formats `ms` as an RFC 3339 UTC timestamp with second resolution.
 pub fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(MS_PER_DAY);
-    let secs = ms.rem_euclid(MS_PER_DAY) / 1000;
+    let days = ms.div_euclid(DAY_MS);
+    let secs = ms.rem_euclid(DAY_MS) / 1000;
     let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
@@ -55,7 +60,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some(days * MS_PER_DAY + (hour * 3600 + minute * 60) * 1000 + (seconds * 1000.0).round() as i64)
+    Some(days * DAY_MS + (hour * 3600 + minute * 60) * 1000 + (seconds * 1000.0).round() as i64)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
@@ -133,7 +138,7 @@ mod tests {
         // 2023-11-13 was a Monday.
         let monday = 1_699_833_600_000;
         assert_eq!(week_fraction(monday), 0.0);
-        assert!((week_fraction(monday + MS_PER_DAY) - 1.0 / 7.0).abs() < 1e-12);
-        assert_eq!(day_fraction(monday + MS_PER_DAY / 4), 0.25);
+        assert!((week_fraction(monday + DAY_MS) - 1.0 / 7.0).abs() < 1e-12);
+        assert_eq!(day_fraction(monday + DAY_MS / 4), 0.25);
     }
 }

@@ -7,6 +7,11 @@
 //! ([`codec`]), resolves synthetic names ([`series`], [`labels`]), fetches
 //! history ([`upstream`]), runs the family's predictor ([`forecast`],
 //! [`model`]) and encodes the answer.
+//!
+//! No unsafe code here: the one unsafe call (a CPU-feature-checked SIMD
+//! kernel) lives, documented, in the `lstm-cpu` crate.
+
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod calendar;

@@ -1,5 +1,7 @@
 //! The promcast binary: flags, start-up, and the server's lifetime.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -166,10 +168,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let build = || app::build(config.clone(), cli.model_dir.clone(), cli.backend);
     match cli.command.clone() {
-        None | Some(Command::Serve) => serve(build()?, &cli).await,
-        Some(Command::Train { families }) => commands::train::run(&build()?, families).await,
+        None | Some(Command::Serve) => serve(Arc::new(AppState::new(build()?)?), &cli).await,
+        Some(Command::Train { families }) => commands::train::run(&*build()?, families).await,
         Some(Command::Forecast { selector, at }) => {
-            commands::forecast::run(&build()?, &selector, at.as_deref()).await
+            commands::forecast::run(&*build()?, &selector, at.as_deref()).await
         }
         Some(Command::Eval(args)) => {
             let settings = eval::Settings {
@@ -193,8 +195,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
-    let config = Arc::clone(&state.config);
-    state.registry.spawn_scheduler();
+    let config = Arc::clone(&state.ctx.config);
+    state.ctx.registry.spawn_scheduler();
     spawn_readiness(Arc::clone(&state));
 
     let tls = config
@@ -224,7 +226,7 @@ async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
 fn spawn_readiness(state: Arc<AppState>) {
     tokio::spawn(async move {
         loop {
-            match state.upstream.probe().await {
+            match state.ctx.upstream.probe().await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "upstream not answering yet"),
             }
@@ -232,8 +234,8 @@ fn spawn_readiness(state: Arc<AppState>) {
         }
         state.ready.store(true, Ordering::Relaxed);
         tracing::info!("upstream answered: ready");
-        for family in state.upstream.builtin_families() {
-            state.registry.ensure_trained(&family);
+        for family in state.ctx.upstream.builtin_families() {
+            state.ctx.registry.ensure_trained(&family);
         }
     });
 }

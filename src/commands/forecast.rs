@@ -3,20 +3,18 @@
 //! its interval, and the anomaly score.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::calendar::{now_ms, parse_timestamp, rfc3339};
+use crate::forecast::select::{self, Budget, Context};
 use crate::labels::{Labels, METRIC_NAME, MatchOp, Matcher, parse_selector};
 use crate::series::{HORIZON_LABEL, SeriesKind, is_synthetic, parse_name};
-use crate::server::AppState;
-use crate::server::query::{self, Budget};
 
 use super::table;
 
 /// Prints the forecast for `selector` at `at` (default now).
-pub async fn run(state: &Arc<AppState>, selector: &str, at: Option<&str>) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, selector: &str, at: Option<&str>) -> anyhow::Result<()> {
     // The process ends with this command: training could not finish.
-    state.registry.disable_on_demand_training();
+    ctx.registry.disable_on_demand_training();
     let at_ms = match at {
         Some(text) => parse_timestamp(text).ok_or_else(|| {
             anyhow::anyhow!(
@@ -26,9 +24,9 @@ pub async fn run(state: &Arc<AppState>, selector: &str, at: Option<&str>) -> any
         None => now_ms(),
     };
     let matchers = every_kind(parse_selector(selector)?)?;
-    let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout.to_std();
-    let mut budget = Budget::new(&state.config.limits);
-    let series = query::select(state, &matchers, &[at_ms], deadline, &mut budget).await?;
+    let deadline = tokio::time::Instant::now() + ctx.config.limits.request_timeout.to_std();
+    let mut budget = Budget::new(&ctx.config.limits);
+    let series = select::select(ctx, &matchers, &[at_ms], deadline, &mut budget).await?;
     if series.is_empty() {
         anyhow::bail!(
             "no series: {selector} matches no source series with data before {}",
@@ -74,7 +72,7 @@ pub async fn run(state: &Arc<AppState>, selector: &str, at: Option<&str>) -> any
         }
     }
 
-    let statuses = state.registry.statuses();
+    let statuses = ctx.registry.statuses();
     let families: std::collections::BTreeSet<&String> = rows.keys().map(|(f, _, _)| f).collect();
     println!("forecast at {}", rfc3339(at_ms));
     for family in families {

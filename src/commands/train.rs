@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::forecast::registry::{ModelStatus, State};
-use crate::server::AppState;
+use crate::forecast::select::Context;
 
 use super::table;
 
@@ -15,9 +15,9 @@ use super::table;
 const POLL: Duration = Duration::from_millis(200);
 
 /// Trains `families` (every known family when empty) one after the other.
-pub async fn run(state: &Arc<AppState>, families: Vec<String>) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, families: Vec<String>) -> anyhow::Result<()> {
     let families = if families.is_empty() {
-        state.registry.families()
+        ctx.registry.families()
     } else {
         families
     };
@@ -32,11 +32,11 @@ pub async fn run(state: &Arc<AppState>, families: Vec<String>) -> anyhow::Result
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for family in families {
-        let bar = ProgressBar::new(state.config.model.max_epochs as u64)
+        let bar = ProgressBar::new(ctx.config.model.max_epochs as u64)
             .with_style(style.clone())
             .with_prefix(family.clone());
         bar.set_message("reading history");
-        let registry = Arc::clone(&state.registry);
+        let registry = Arc::clone(&ctx.registry);
         let name = family.clone();
         let run = tokio::spawn(async move { registry.train_now(&name).await });
         tokio::pin!(run);
@@ -44,7 +44,7 @@ pub async fn run(state: &Arc<AppState>, families: Vec<String>) -> anyhow::Result
             tokio::select! {
                 done = &mut run => break done?,
                 () = tokio::time::sleep(POLL) => {
-                    let status = state.registry.statuses().into_iter().find(|s| s.family == family);
+                    let status = ctx.registry.statuses().into_iter().find(|s| s.family == family);
                     if let Some([epoch, max]) = status.and_then(|s| s.epoch) {
                         bar.set_length(max as u64);
                         bar.set_position(epoch as u64);

@@ -19,7 +19,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::duration::PromDuration;
-use crate::forecast::registry::{Plan, fit};
+use crate::forecast::training::{TrainingPlan, fit};
 use crate::forecast::{self, Cache, Predictor, ServedModel};
 use crate::model::Grid;
 use crate::model::train::{Epoch, TrainConfig};
@@ -222,7 +222,7 @@ fn evaluate_file(
         .copied()
         .take_while(|(t, _)| *t < cut)
         .collect();
-    let plan = Plan {
+    let plan = TrainingPlan {
         family: "eval".into(),
         version: 1,
         step_ms: None,

@@ -2,13 +2,12 @@
 //! the current value plus the change seen over the same stretch one day
 //! earlier (flat where there is no day of history).
 
+use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::model::train::residual_sigma;
 use crate::model::{Grid, Shape};
 use crate::upstream::SourceSeries;
 
 use super::Anchor;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The seasonal baseline for one family.
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ impl Baseline {
 
     /// History needed before the first evaluation time.
     pub fn history_ms(&self) -> i64 {
-        DAY_MS + self.lookback_ms + super::LOOKBACK_MS + 3_600_000
+        DAY_MS + self.lookback_ms + super::STALENESS_MS + HOUR_MS
     }
 
     /// The grid step: configured, else the source's spacing.

@@ -4,7 +4,6 @@
 //! is current, the seasonal baseline until a model is ready.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,15 +12,14 @@ use std::time::Duration;
 use burn::tensor::Device;
 use serde::Serialize;
 
-use super::{Baseline, Cache, Predictor, ServedModel, source_spacing};
+use super::training::{TrainingPlan, fit};
+use super::{Baseline, Cache, Predictor, ServedModel};
 use crate::calendar::{now_ms, rfc3339};
 use crate::config::Config;
-use crate::model::store::{self, ModelMeta};
-use crate::model::train::{Epoch, TrainConfig, TrainError, train};
-use crate::model::window::choose_step;
-use crate::model::{Grid, LstmNet, Shape};
+use crate::model::store;
+use crate::model::train::Epoch;
 use crate::telemetry::Metrics;
-use crate::upstream::{FamilySource, SourceSeries, Upstream};
+use crate::upstream::{FamilySource, Upstream};
 
 /// How often the scheduler looks for due retraining and retries.
 const SCHEDULE_TICK: Duration = Duration::from_secs(30);
@@ -29,7 +27,7 @@ const SCHEDULE_TICK: Duration = Duration::from_secs(30);
 const RETRY_BASE_MS: i64 = 60_000;
 const RETRY_MAX_MS: i64 = 3_600_000;
 /// Step used to evaluate configured expressions when no step is configured.
-const DEFAULT_EXPR_STEP_MS: i64 = 60_000;
+const EXPR_STEP_MS: i64 = 60_000;
 
 /// The lifecycle state of a family's model, as `/api/v1/models` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +95,9 @@ pub struct ModelStatus {
     pub version: u64,
     /// When the serving model finished training (RFC 3339).
     pub trained_at: Option<String>,
-    /// Validation MSE (normalised units).
+    /// Validation loss of the best epoch: the step-weighted relative
+    /// absolute error, the mean over steps ahead of the model's absolute
+    /// error divided by the flat forecast's (1 = no better than flat).
     pub validation_error: Option<f64>,
     /// Validation mean absolute error (normalised units).
     pub validation_mae: Option<f64>,
@@ -199,6 +199,18 @@ impl Registry {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// What to read from the upstream for `family`.
+    pub fn source<'a>(&'a self, family: &'a str) -> FamilySource<'a> {
+        FamilySource {
+            name: family,
+            expr: self.config.series(family).and_then(|s| s.expr.as_deref()),
+            step_ms: self
+                .config
+                .step(family)
+                .map_or(EXPR_STEP_MS, |s| s.as_millis_i64()),
+        }
     }
 
     /// The predictor answering `family` now.
@@ -342,21 +354,16 @@ impl Registry {
     }
 
     async fn run_training(self: &Arc<Self>, family: &str) -> anyhow::Result<ServedModel> {
-        let series = self.config.series(family);
-        let expr = series.and_then(|s| s.expr.clone());
-        let configured_step = self.config.step(family).map(|s| s.as_millis_i64());
         let end = now_ms();
         let start = end - self.config.defaults.train_window.as_millis_i64();
-        let source = FamilySource {
-            name: family,
-            expr: expr.as_deref(),
-            step_ms: configured_step.unwrap_or(DEFAULT_EXPR_STEP_MS),
-        };
-        let history = self.upstream.fetch(source, &[], start, end).await?;
+        let history = self
+            .upstream
+            .fetch(self.source(family), &[], start, end)
+            .await?;
         if history.is_empty() {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
-        let plan = Plan {
+        let plan = TrainingPlan {
             family: family.to_owned(),
             version: self
                 .lock()
@@ -367,7 +374,7 @@ impl Registry {
                     |m| m.meta.version,
                 )
                 + 1,
-            step_ms: configured_step,
+            step_ms: self.config.step(family).map(|s| s.as_millis_i64()),
             lookback_ms: self.config.defaults.lookback.as_millis_i64(),
             max_horizon_ms: self.config.max_horizon(family).as_millis_i64(),
             train: self.config.model.clone(),
@@ -447,91 +454,11 @@ impl Registry {
     }
 }
 
-/// Everything about a family's training run except its history.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The family trained.
-    pub family: String,
-    /// The version the new model gets.
-    pub version: u64,
-    /// The configured model step; `None` for the source's spacing.
-    pub step_ms: Option<i64>,
-    /// Input window length (`defaults.lookback`).
-    pub lookback_ms: i64,
-    /// The family's longest horizon.
-    pub max_horizon_ms: i64,
-    /// Network size and training budget.
-    pub train: TrainConfig,
-}
-
-/// Trains the model `plan` describes on `history`, read over `span`
-/// (Unix ms, inclusive): the one path from samples to a servable model,
-/// shared by the server and `promcast eval` so that what is evaluated is
-/// what is served. The returned metadata names no weights file yet.
-pub fn fit(
-    plan: &Plan,
-    history: &[SourceSeries],
-    span: (i64, i64),
-    device: &Device,
-    progress: &dyn Fn(Epoch),
-) -> Result<(ModelMeta, LstmNet), TrainError> {
-    let (start, end) = span;
-    let step = choose_step(plan.step_ms, source_spacing(history), plan.max_horizon_ms);
-    let first = history
-        .iter()
-        .filter_map(|s| s.samples.first())
-        .map(|s| s.0)
-        .min()
-        .unwrap_or(end);
-    let last = history
-        .iter()
-        .filter_map(|s| s.samples.last())
-        .map(|s| s.0)
-        .max()
-        .unwrap_or(end);
-    let shape = Shape::for_step(step, plan.lookback_ms, plan.max_horizon_ms, last - first);
-    let staleness = super::LOOKBACK_MS.max(2 * step);
-    let grids: Vec<Grid> = history
-        .iter()
-        .map(|s| Grid::resample(&s.samples, start, end, step, staleness))
-        .collect();
-    let trained = train(
-        &grids,
-        shape,
-        &plan.train,
-        seed_for(&plan.family),
-        device,
-        progress,
-    )?;
-    let meta = ModelMeta {
-        format: 0,
-        family: plan.family.clone(),
-        version: plan.version,
-        trained_at_ms: now_ms(),
-        step_ms: step,
-        shape,
-        spec: trained.net.spec(),
-        history_ms: span,
-        series: history.len(),
-        report: trained.report,
-        weights: String::new(),
-        sha256: String::new(),
-    };
-    Ok((meta, trained.net))
-}
-
 /// The wait before retrying after `failures` failed runs in a row: one
 /// minute, doubling up to an hour, so that a family whose upstream is down
 /// neither hammers it nor waits long once it is back.
 fn retry_delay_ms(failures: u32) -> i64 {
     (RETRY_BASE_MS << failures.saturating_sub(1).min(10)).min(RETRY_MAX_MS)
-}
-
-/// A per-family seed, so that retraining on the same data is reproducible.
-fn seed_for(family: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    family.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! different steps. A window therefore holds between `window − segment + 1`
 //! and `window` points, and the points of a pass share one normalisation.
 
-use crate::calendar;
+use crate::calendar::{self, DAY_MS};
 
 /// Inputs per time step: normalised value, then sine and cosine of the
 /// time of day and of the time of week.
@@ -88,7 +88,6 @@ pub const WEEKLY_HISTORY_MS: i64 = 21 * DAY_MS;
 /// Most model steps a forecast reaches ahead; an automatic step is raised
 /// to stay below it (a 15 s scrape interval would need 1,440 steps for 6 h).
 pub const MAX_HORIZON_STEPS: i64 = 512;
-const DAY_MS: i64 = 86_400_000;
 
 impl Shape {
     /// The layout for a grid of `step_ms`: input windows covering

@@ -26,7 +26,7 @@ pub fn ready(state: &AppState) -> HttpResponse {
 
 /// `GET /metrics`: promcast's own metrics.
 pub fn metrics(state: &AppState) -> HttpResponse {
-    let mut r = text(StatusCode::OK, state.metrics.encode());
+    let mut r = text(StatusCode::OK, state.ctx.metrics.encode());
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -36,7 +36,7 @@ pub fn metrics(state: &AppState) -> HttpResponse {
 
 /// `GET /api/v1/models`: every family's model state.
 pub fn models(state: &AppState) -> HttpResponse {
-    let body = serde_json::json!({"status": "success", "data": state.registry.statuses()});
+    let body = serde_json::json!({"status": "success", "data": state.ctx.registry.statuses()});
     let mut r = text(StatusCode::OK, body.to_string());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

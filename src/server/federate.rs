@@ -13,8 +13,8 @@ use crate::calendar::now_ms;
 use crate::forecast::SyntheticSeries;
 use crate::labels::{METRIC_NAME, parse_selector};
 
-use super::query::{self, Budget};
-use super::{AppState, HttpResponse, text};
+use super::{AppState, HttpResponse, query_status, text};
+use crate::forecast::select::{self, Budget};
 
 /// Handles one federation scrape.
 pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
@@ -30,17 +30,17 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
         );
     }
     let now = now_ms();
-    let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout.to_std();
-    let mut budget = Budget::new(&state.config.limits);
+    let deadline = tokio::time::Instant::now() + state.ctx.config.limits.request_timeout.to_std();
+    let mut budget = Budget::new(&state.ctx.config.limits);
     let mut all: Vec<SyntheticSeries> = Vec::new();
     for selector in &selectors {
         let matchers = match parse_selector(selector) {
             Ok(m) => m,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         };
-        match query::select(state, &matchers, &[now], deadline, &mut budget).await {
+        match select::select(&state.ctx, &matchers, &[now], deadline, &mut budget).await {
             Ok(series) => all.extend(series),
-            Err(e) => return text(e.status(), format!("{selector}: {e}\n")),
+            Err(e) => return text(query_status(&e), format!("{selector}: {e}\n")),
         }
     }
     all.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -1,12 +1,12 @@
-//! The HTTP server: routing, body limits, and per-request metrics. Each
-//! route lives in its own module; `query` is the shared path from matchers
-//! to synthetic series.
+//! The HTTP server: routing, authentication, body limits, and per-request
+//! metrics. The routes live in `remote_read`, `federate`, `admin` (probes,
+//! metrics, models API) and `status` (the HTML page, with `chart`); all of
+//! them reach synthetic series through [`crate::forecast::select`].
 
 pub mod admin;
 pub mod auth;
 pub mod chart;
 pub mod federate;
-pub mod query;
 pub mod remote_read;
 pub mod status;
 
@@ -27,11 +27,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, Limit};
-use crate::forecast::Cache;
-use crate::forecast::registry::Registry;
-use crate::telemetry::Metrics;
-use crate::upstream::Upstream;
+use crate::config::Limit;
+use crate::forecast::select::{Context, QueryError};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,20 +37,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may use.
 pub struct AppState {
-    /// Validated configuration.
-    pub config: Arc<Config>,
-    /// Source of history.
-    pub upstream: Arc<Upstream>,
-    /// Models per family.
-    pub registry: Arc<Registry>,
-    /// Forecast cache.
-    pub cache: Arc<Cache>,
-    /// promcast's own metrics.
-    pub metrics: Arc<Metrics>,
+    /// Configuration, history, models: what answering a query needs.
+    pub ctx: Arc<Context>,
     /// Set once the upstream has answered.
     pub ready: AtomicBool,
     /// Who may call the endpoints.
     pub auth: auth::Auth,
+}
+
+impl AppState {
+    /// The HTTP layer over `ctx`, with the authentication its
+    /// configuration asks for; not ready until the upstream answers.
+    pub fn new(ctx: Arc<Context>) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: auth::Auth::from_config(&ctx.config.web)?,
+            ctx,
+            ready: AtomicBool::new(false),
+        })
+    }
 }
 
 /// The response type of every handler.
@@ -81,6 +82,15 @@ pub enum BodyError {
     Read(String),
 }
 
+/// The HTTP status that answers a query error.
+pub fn query_status(error: &QueryError) -> StatusCode {
+    match error {
+        QueryError::Select(_) | QueryError::Limit { .. } => StatusCode::BAD_REQUEST,
+        QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// Reads a request body of at most `limit` bytes.
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
@@ -98,7 +108,7 @@ pub fn over_limit(
     status: StatusCode,
     reason: impl std::fmt::Display,
 ) -> HttpResponse {
-    state.metrics.limit_rejected(limit);
+    state.ctx.metrics.limit_rejected(limit);
     text(status, format!("{reason} ({})\n", limit.field()))
 }
 
@@ -119,6 +129,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
             HeaderValue::from_static(state.auth.challenge()),
         );
         state
+            .ctx
             .metrics
             .http_request("unauthorized", 401, started.elapsed().as_secs_f64());
         return response;
@@ -147,7 +158,7 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
             text(StatusCode::NOT_FOUND, format!("no such endpoint: {p}\n")),
         ),
     };
-    state.metrics.http_request(
+    state.ctx.metrics.http_request(
         path,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

@@ -1,5 +1,6 @@
 //! `POST /api/v1/read`: Prometheus remote read. Decodes the request,
-//! answers every query in order, encodes a `SAMPLES` response.
+//! answers every query in order, and encodes the first response type the
+//! client accepts: one `SAMPLES` message, or `STREAMED_XOR_CHUNKS` frames.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,12 +14,12 @@ use crate::chunks;
 use crate::codec::{self, CodecError};
 use crate::config::{Limit, Limits};
 use crate::duration::PromDuration;
-use crate::forecast::{LOOKBACK_MS, SyntheticSeries, evaluation_times};
+use crate::forecast::select::{self, Budget, MAX_POINTS};
+use crate::forecast::{STALENESS_MS, SyntheticSeries, evaluation_times};
 use crate::labels::Matcher;
 use crate::prompb::{self, read_request::ResponseType};
 
-use super::query::{self, Budget, MAX_POINTS};
-use super::{AppState, BodyError, HttpResponse, over_limit, read_body, text};
+use super::{AppState, BodyError, HttpResponse, over_limit, query_status, read_body, text};
 
 /// Spacing of synthetic samples when the query gives no step (subqueries,
 /// range functions): well inside Prometheus's 5-minute lookback.
@@ -36,7 +37,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
             ),
         );
     }
-    let limits = &state.config.limits;
+    let limits = &state.ctx.config.limits;
     let body = match read_body(req.into_body(), limits.max_request_bytes).await {
         Ok(b) => b,
         Err(e @ BodyError::TooLarge(_)) => {
@@ -191,10 +192,10 @@ async fn answer(
         step_of(q),
         MAX_POINTS,
     );
-    query::select(state, &matchers, &times, deadline, budget)
+    select::select(&state.ctx, &matchers, &times, deadline, budget)
         .await
         .map_err(|e| {
-            let status = e.status();
+            let status = query_status(&e);
             if status.is_server_error() {
                 tracing::warn!(error = %e, "remote read query failed");
             }
@@ -209,8 +210,8 @@ async fn answer(
 fn step_of(q: &prompb::Query) -> i64 {
     let hinted = q.hints.as_ref().map_or(0, |h| h.step_ms);
     if hinted > 0 {
-        hinted.min(LOOKBACK_MS)
-    } else if q.end_timestamp_ms - q.start_timestamp_ms > LOOKBACK_MS {
+        hinted.min(STALENESS_MS)
+    } else if q.end_timestamp_ms - q.start_timestamp_ms > STALENESS_MS {
         DEFAULT_STEP_MS
     } else {
         0
@@ -267,6 +268,6 @@ mod tests {
         assert_eq!(step_of(&q(0, 300_000, 0)), 0);
         assert_eq!(step_of(&q(0, 3_600_000, 0)), DEFAULT_STEP_MS);
         assert_eq!(step_of(&q(0, 3_600_000, 15_000)), 15_000);
-        assert_eq!(step_of(&q(0, 3_600_000, 3_600_000)), LOOKBACK_MS);
+        assert_eq!(step_of(&q(0, 3_600_000, 3_600_000)), STALENESS_MS);
     }
 }

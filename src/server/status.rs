@@ -17,8 +17,8 @@ use crate::labels::{Labels, METRIC_NAME, Matcher};
 use crate::series::{HORIZON_LABEL, SeriesKind};
 
 use super::chart::Chart;
-use super::query::{self, Budget, MAX_POINTS};
 use super::{AppState, HttpResponse, text};
+use crate::forecast::select::{self, Budget, MAX_POINTS};
 
 /// How much past the charts show.
 const CHART_SPAN_MS: i64 = 6 * 3_600_000;
@@ -28,22 +28,22 @@ const MAX_CHARTS: usize = 16;
 
 /// Renders the status page.
 pub async fn page(state: &AppState) -> HttpResponse {
-    let deadline = Instant::now() + state.config.limits.request_timeout.to_std();
-    let statuses = state.registry.statuses();
-    let families = state.registry.families();
+    let deadline = Instant::now() + state.ctx.config.limits.request_timeout.to_std();
+    let statuses = state.ctx.registry.statuses();
+    let families = state.ctx.registry.families();
     let mut html = String::from(HEAD);
     let ready = state.ready.load(Ordering::Relaxed);
     let _ = write!(
         html,
         "<h1>promcast</h1><p class=\"upstream\">Upstream: <b>{}</b> · {} · ",
-        escape(&state.upstream.describe()),
+        escape(&state.ctx.upstream.describe()),
         if ready {
             "ready"
         } else {
             "<b>not ready</b>: the upstream has not answered yet"
         },
     );
-    match state.upstream.last_error() {
+    match state.ctx.upstream.last_error() {
         Some((at, error)) => {
             let _ = write!(
                 html,
@@ -144,7 +144,7 @@ async fn chart(
     family: &str,
     deadline: Instant,
 ) -> Result<(Labels, String, String), String> {
-    let horizons = state.config.horizons(family);
+    let horizons = state.ctx.config.horizons(family);
     // The one nearest an hour: far enough to look ahead, near enough to
     // follow the series.
     let horizon = horizons
@@ -156,8 +156,9 @@ async fn chart(
     let history = tokio::time::timeout_at(
         deadline,
         state
+            .ctx
             .upstream
-            .fetch(query::family_source(state, family), &[], start, now),
+            .fetch(state.ctx.registry.source(family), &[], start, now),
     )
     .await
     .map_err(|_| "the request deadline passed".to_owned())?
@@ -179,8 +180,8 @@ async fn chart(
     ];
     matchers.extend(first.labels.iter().map(|(k, v)| Matcher::equal(k, v)));
     let times = evaluation_times(start, now, CHART_STEP_MS, MAX_POINTS);
-    let mut budget = Budget::new(&state.config.limits);
-    let series = query::select(state, &matchers, &times, deadline, &mut budget)
+    let mut budget = Budget::new(&state.ctx.config.limits);
+    let series = select::select(&state.ctx, &matchers, &times, deadline, &mut budget)
         .await
         .map_err(|e| e.to_string())?;
     let ahead = horizon.as_millis_i64();

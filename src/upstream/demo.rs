@@ -3,14 +3,13 @@
 //! Prometheus. Every value is reproducible: the same timestamp always gives
 //! the same sample.
 
+use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::labels::{Labels, METRIC_NAME, Matcher};
 
 use super::SourceSeries;
 
 /// Sample spacing of every demo series.
 pub const STEP_MS: i64 = 60_000;
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The embedded demo source.
 pub struct Demo;

@@ -1,24 +1,38 @@
-//! The shared middle of the data path: resolve a selector's synthetic
+//! The shared middle of the data path, for the HTTP routes, the status
+//! page and `promcast forecast` alike: resolve a selector's synthetic
 //! names, fetch the source history, run the family's predictor.
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
 use tokio::time::Instant;
 
-use crate::config::{Limit, Limits};
-use crate::forecast::{self, SyntheticSeries};
+use super::registry::Registry;
+use super::{Cache, SyntheticSeries};
+use crate::config::{Config, Limit, Limits};
+use crate::duration::PromDuration;
 use crate::labels::Matcher;
 use crate::series::{self, Catalog, SelectError};
-use crate::upstream::{FamilySource, UpstreamError};
+use crate::telemetry::Metrics;
+use crate::upstream::{Upstream, UpstreamError};
 
-use super::AppState;
+/// What answering a selector needs: the parts of the running process that
+/// hold configuration, history, models and their outputs.
+pub struct Context {
+    /// Validated configuration (families, horizons, limits).
+    pub config: Arc<Config>,
+    /// Source of history.
+    pub upstream: Arc<Upstream>,
+    /// Models per family.
+    pub registry: Arc<Registry>,
+    /// Forecast cache.
+    pub cache: Arc<Cache>,
+    /// promcast's own metrics.
+    pub metrics: Arc<Metrics>,
+}
 
 /// Most evaluation times per series in one answer (Prometheus's own
 /// range-query limit).
 pub const MAX_POINTS: usize = 11_000;
-/// Step used for expressions when no step is configured.
-const EXPR_STEP_MS: i64 = 60_000;
 
 /// Why a selector could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -35,17 +49,6 @@ pub enum QueryError {
         allowed: usize,
         what: &'static str,
     },
-}
-
-impl QueryError {
-    /// The HTTP status that answers this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            QueryError::Select(_) | QueryError::Limit { .. } => StatusCode::BAD_REQUEST,
-            QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// What is left of one answer's allowance of series and samples
@@ -89,15 +92,13 @@ impl Budget {
     }
 }
 
-struct StateCatalog<'a>(&'a AppState);
-
-impl Catalog for StateCatalog<'_> {
+impl Catalog for Context {
     fn families(&self) -> Vec<String> {
-        self.0.registry.families()
+        self.registry.families()
     }
 
-    fn horizons(&self, family: &str) -> Vec<crate::duration::PromDuration> {
-        self.0.config.horizons(family)
+    fn horizons(&self, family: &str) -> Vec<PromDuration> {
+        self.config.horizons(family)
     }
 }
 
@@ -108,25 +109,25 @@ impl Catalog for StateCatalog<'_> {
 /// otherwise hold the whole query until its `remote_timeout` and then drop
 /// everything, the families that were ready included.
 pub async fn select(
-    state: &AppState,
+    ctx: &Context,
     matchers: &[Matcher],
     times: &[i64],
     deadline: Instant,
     budget: &mut Budget,
 ) -> Result<Vec<SyntheticSeries>, QueryError> {
-    let selections = series::resolve(matchers, &StateCatalog(state))?;
+    let selections = series::resolve(matchers, ctx)?;
     let mut all = Vec::new();
     for selection in selections {
         let family = selection.family.clone();
         let answered =
-            tokio::time::timeout_at(deadline, select_family(state, selection, times, budget)).await;
+            tokio::time::timeout_at(deadline, select_family(ctx, selection, times, budget)).await;
         match answered {
             Ok(Err(QueryError::Limit {
                 limit,
                 allowed,
                 what,
             })) => {
-                state.metrics.limit_rejected(limit);
+                ctx.metrics.limit_rejected(limit);
                 return Err(QueryError::Limit {
                     limit,
                     allowed,
@@ -135,7 +136,7 @@ pub async fn select(
             }
             Ok(series) => all.extend(series?),
             Err(_) => {
-                state.metrics.deadline_exceeded.inc();
+                ctx.metrics.deadline_exceeded.inc();
                 tracing::warn!(
                     family,
                     "request deadline reached: answering without this family"
@@ -149,21 +150,9 @@ pub async fn select(
     Ok(all)
 }
 
-/// What to read from the upstream for `family`.
-pub fn family_source<'a>(state: &'a AppState, family: &'a str) -> FamilySource<'a> {
-    FamilySource {
-        name: family,
-        expr: state.config.series(family).and_then(|s| s.expr.as_deref()),
-        step_ms: state
-            .config
-            .step(family)
-            .map_or(EXPR_STEP_MS, |s| s.as_millis_i64()),
-    }
-}
-
 /// One family's part of [`select`].
 async fn select_family(
-    state: &AppState,
+    ctx: &Context,
     selection: series::Selection,
     times: &[i64],
     budget: &mut Budget,
@@ -171,11 +160,11 @@ async fn select_family(
     let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
         return Ok(Vec::new());
     };
-    let predictor = state.registry.predictor(&selection.family);
-    let history = state
+    let predictor = ctx.registry.predictor(&selection.family);
+    let history = ctx
         .upstream
         .fetch_recent(
-            family_source(state, &selection.family),
+            ctx.registry.source(&selection.family),
             &selection.source_matchers,
             first - predictor.history_ms(),
             last,
@@ -186,12 +175,12 @@ async fn select_family(
     }
     let series = history.len().saturating_mul(selection.outputs.len());
     budget.spend(series, series.saturating_mul(times.len()))?;
-    state.registry.ensure_trained(&selection.family);
-    let cache = Arc::clone(&state.cache);
-    let metrics = Arc::clone(&state.metrics);
+    ctx.registry.ensure_trained(&selection.family);
+    let cache = Arc::clone(&ctx.cache);
+    let metrics = Arc::clone(&ctx.metrics);
     let times = times.to_vec();
     let series = tokio::task::spawn_blocking(move || {
-        forecast::evaluate(
+        super::evaluate(
             &predictor,
             &selection.family,
             &selection.outputs,

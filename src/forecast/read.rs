@@ -1,0 +1,139 @@
+//! Phase 3 of an evaluation: each requested output read off its series'
+//! anchors at every evaluation time.
+
+use std::sync::Arc;
+
+use crate::labels::METRIC_NAME;
+use crate::series::{HORIZON_LABEL, Output, SeriesKind};
+use crate::upstream::SourceSeries;
+
+use super::plan::SeriesPlan;
+use super::{ANOMALY_SIGMAS, Anchor, Evaluation, Predictor, SyntheticSeries, before};
+
+/// Residual calibration of a predictor on one series, in normalised units.
+struct Calibration<'a> {
+    lo: &'a [f32],
+    hi: &'a [f32],
+    one_step_sigma: f64,
+}
+
+/// The synthetic series of one source series: one per output that has a
+/// value at some evaluation time.
+pub fn series_outputs(
+    ev: &Evaluation,
+    series: &SourceSeries,
+    plan: &SeriesPlan,
+) -> Vec<SyntheticSeries> {
+    let (lo, hi) = match ev.predictor {
+        Predictor::Model(m) => (
+            &m.meta.report.residual_lo[..],
+            &m.meta.report.residual_hi[..],
+        ),
+        Predictor::Baseline(b) => (b.residual_lo(), b.residual_hi()),
+    };
+    let calibration = Calibration {
+        lo,
+        hi,
+        one_step_sigma: plan.one_step_sigma,
+    };
+    let anchor_at = |t: i64| {
+        plan.span
+            .index(t)
+            .and_then(|i| plan.anchors.get(&i).cloned().flatten())
+    };
+    let mut result = Vec::new();
+    for output in ev.outputs {
+        let samples: Vec<(i64, f64)> = ev
+            .times
+            .iter()
+            .filter_map(|&t| {
+                let value = match output.kind {
+                    SeriesKind::AnomalyScore => {
+                        let g = before(t, ev.step);
+                        anchor_at(g).and_then(|a| anomaly_score(ev, &calibration, &a, series, t, g))
+                    }
+                    kind => {
+                        let g = t.div_euclid(ev.step) * ev.step;
+                        anchor_at(g).map(|a| forecast(ev, &calibration, &a, output, kind, t, g))
+                    }
+                };
+                value.filter(|v| v.is_finite()).map(|v| (t, v))
+            })
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        let mut labels = series.labels.clone();
+        labels.insert(METRIC_NAME.to_owned(), output.kind.series_name(ev.family));
+        if let Some(h) = &output.horizon {
+            labels.insert(HORIZON_LABEL.to_owned(), h.label().to_owned());
+        }
+        result.push(SyntheticSeries { labels, samples });
+    }
+    result
+}
+
+/// The anomaly score at `t`: the distance of the latest sample from the
+/// forecast made at the anchor `g` before it, in units of
+/// [`ANOMALY_SIGMAS`] one-step errors.
+fn anomaly_score(
+    ev: &Evaluation,
+    calibration: &Calibration,
+    a: &Arc<Anchor>,
+    series: &SourceSeries,
+    t: i64,
+    g: i64,
+) -> Option<f64> {
+    let x = latest_at(&series.samples, t, ev.staleness)?;
+    let expected = a.last + a.scale * along(&a.deltas, (t - g) as f64 / ev.step as f64);
+    Some((x - expected).abs() / (ANOMALY_SIGMAS * calibration.one_step_sigma * a.scale))
+}
+
+/// The forecast (or a bound of it) of `output` at `t` from the anchor `g`,
+/// read `horizon + (t − g)` ahead.
+fn forecast(
+    ev: &Evaluation,
+    calibration: &Calibration,
+    a: &Arc<Anchor>,
+    output: &Output,
+    kind: SeriesKind,
+    t: i64,
+    g: i64,
+) -> f64 {
+    let horizon = output
+        .horizon
+        .as_ref()
+        .map_or(0, |h| h.duration().as_millis_i64());
+    let k = (horizon + t - g) as f64 / ev.step as f64;
+    let offset = match kind {
+        SeriesKind::PredictedLower => along(calibration.lo, k),
+        SeriesKind::PredictedUpper => along(calibration.hi, k),
+        _ => 0.0,
+    };
+    a.last + a.scale * (along(&a.deltas, k) + offset)
+}
+
+/// A per-step curve (`curve[j]` at step `j + 1`, 0 at step 0) read at
+/// fractional step `k` by linear interpolation, held at its last value.
+pub fn along(curve: &[f32], k: f64) -> f64 {
+    if curve.is_empty() {
+        return 0.0;
+    }
+    let at = |j: usize| {
+        if j == 0 {
+            0.0
+        } else {
+            f64::from(curve[(j - 1).min(curve.len() - 1)])
+        }
+    };
+    let k = k.clamp(0.0, curve.len() as f64);
+    let lo = k.floor() as usize;
+    at(lo) + (at(lo + 1) - at(lo)) * (k - lo as f64)
+}
+
+/// The latest sample at or before `t`, if fresher than `staleness`.
+pub fn latest_at(samples: &[(i64, f64)], t: i64, staleness: i64) -> Option<f64> {
+    let n = samples.partition_point(|(ts, _)| *ts <= t);
+    let (ts, v) = *samples.get(n.checked_sub(1)?)?;
+    (t - ts < staleness).then_some(v)
+}

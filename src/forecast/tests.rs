@@ -1,0 +1,229 @@
+use super::read::{along, latest_at};
+use super::*;
+
+use crate::duration::PromDuration;
+use crate::labels::METRIC_NAME;
+use crate::model::FEATURES;
+use crate::series::HORIZON_LABEL;
+use crate::series::Horizon;
+
+fn cycle(until_ms: i64) -> Vec<SourceSeries> {
+    let samples = (0..=until_ms / 60_000)
+        .map(|i| {
+            let t = i * 60_000;
+            (
+                t,
+                50.0 + 20.0 * (t as f64 / 86_400_000.0 * std::f64::consts::TAU).sin(),
+            )
+        })
+        .collect();
+    vec![SourceSeries {
+        labels: [("instance".to_owned(), "a".to_owned())].into(),
+        samples,
+    }]
+}
+
+fn outputs() -> Vec<Output> {
+    let h = |s: &str| Some(Horizon::new(s.parse::<PromDuration>().unwrap()));
+    vec![
+        Output {
+            kind: SeriesKind::Predicted,
+            horizon: h("1h"),
+        },
+        Output {
+            kind: SeriesKind::PredictedUpper,
+            horizon: h("1h"),
+        },
+        Output {
+            kind: SeriesKind::AnomalyScore,
+            horizon: None,
+        },
+    ]
+}
+
+fn run(source: &[SourceSeries], times: &[i64]) -> Vec<SyntheticSeries> {
+    let predictor = Predictor::Baseline(Baseline::new(None, 1_800_000, 21_600_000, 0.9));
+    evaluate(
+        &predictor,
+        "cpu",
+        &outputs(),
+        times,
+        source,
+        &Cache::new(1 << 20),
+        &Metrics::new(),
+    )
+}
+
+/// An untrained model with windows of `window` 1-minute points.
+fn model(window: usize, hidden: usize, layers: usize) -> Predictor {
+    use crate::model::network::NetSpec;
+    let spec = NetSpec {
+        inputs: FEATURES,
+        window,
+        hidden,
+        layers,
+        outputs: 5,
+    };
+    let device = Device::flex();
+    Predictor::Model(Arc::new(ServedModel {
+        meta: crate::model::store::tests::meta(spec, 1),
+        net: LstmNet::new(spec, &device),
+        device,
+    }))
+}
+
+/// A range query reads one pass for several forecasts; each must be
+/// the forecast that an instant query at its time makes alone.
+#[test]
+fn a_range_forecasts_as_instant_queries_do() {
+    let predictor = model(8, 6, 2);
+    let end = 2 * 86_400_000 + 17 * 60_000;
+    let source = cycle(end);
+    let times = evaluation_times(end - 1_200_000, end, 60_000, 100);
+    let eval = |times: &[i64], metrics: &Metrics| {
+        evaluate(
+            &predictor,
+            "cpu",
+            &outputs(),
+            times,
+            &source,
+            &Cache::new(1 << 20),
+            metrics,
+        )
+    };
+    let metrics = Metrics::new();
+    let range = eval(&times, &metrics);
+    // 21 forecasts and 21 anomaly anchors, one step earlier: 22 in all.
+    assert_eq!(metrics.cache_misses.get(), 22);
+    assert_eq!(range.len(), 3);
+    for (n, &t) in times.iter().enumerate() {
+        let alone = eval(&[t], &Metrics::new());
+        for (r, a) in range.iter().zip(&alone) {
+            assert_eq!(r.labels, a.labels);
+            let (x, y) = (r.samples[n], a.samples[0]);
+            assert_eq!(x.0, y.0);
+            assert!(
+                (x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(1.0),
+                "at {t}: {x:?} {y:?}"
+            );
+        }
+    }
+}
+
+/// An anchor in the last minutes runs the model once for the same
+/// inputs, and again when a late sample changes them.
+#[test]
+fn recent_anchors_are_reused_until_their_inputs_change() {
+    let predictor = model(4, 3, 1);
+    let now = crate::calendar::now_ms() / 60_000 * 60_000;
+    let mut source = cycle(now);
+    let (cache, metrics) = (Cache::new(1 << 20), Metrics::new());
+    let h5 = Horizon::new("5m".parse::<PromDuration>().unwrap());
+    let outputs = [Output {
+        kind: SeriesKind::Predicted,
+        horizon: Some(h5),
+    }];
+    let eval = |source: &[SourceSeries]| {
+        evaluate(
+            &predictor,
+            "cpu",
+            &outputs,
+            &[now],
+            source,
+            &cache,
+            &metrics,
+        )
+    };
+    let first = eval(&source);
+    assert_eq!(first[0].samples.len(), 1, "{first:?}");
+    assert_eq!(
+        (metrics.cache_misses.get(), metrics.cache_hits.get()),
+        (1, 0)
+    );
+    assert_eq!(eval(&source), first);
+    assert_eq!(
+        (metrics.cache_misses.get(), metrics.cache_hits.get()),
+        (1, 1)
+    );
+    if let Some(last) = source[0].samples.last_mut() {
+        last.1 += 30.0;
+    }
+    assert_ne!(eval(&source), first);
+    assert_eq!(
+        (metrics.cache_misses.get(), metrics.cache_hits.get()),
+        (2, 1)
+    );
+}
+
+/// A forecast at `t` uses samples at or before `t` only: the samples
+/// after `t` must not change it (predict_linear's convention).
+#[test]
+fn forecasts_never_see_the_future() {
+    let t = 3 * 86_400_000 + 123_456;
+    let full = run(&cycle(4 * 86_400_000), &[t]);
+    let cut = run(&cycle(t), &[t]);
+    assert_eq!(full, cut);
+    assert_eq!(full.len(), 3);
+    let names: Vec<&str> = full
+        .iter()
+        .map(|s| s.labels[METRIC_NAME].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["predicted_cpu", "predicted_upper_cpu", "anomaly_score_cpu"]
+    );
+    assert_eq!(full[0].labels[HORIZON_LABEL], "1h");
+    assert_eq!(full[0].labels["instance"], "a");
+    assert!(!full[2].labels.contains_key(HORIZON_LABEL));
+    // Yesterday's shape, one hour on: close to the true value.
+    let truth = 50.0 + 20.0 * ((t + 3_600_000) as f64 / 86_400_000.0 * std::f64::consts::TAU).sin();
+    assert!(
+        (full[0].samples[0].1 - truth).abs() < 1.0,
+        "{:?} vs {truth}",
+        full[0].samples
+    );
+    assert!(
+        full[1].samples[0].1 > full[0].samples[0].1,
+        "upper bound above the forecast"
+    );
+    assert!(full[2].samples[0].1 < 1.0, "a clean cycle is not anomalous");
+}
+
+#[test]
+fn every_evaluation_time_gets_a_sample_while_data_is_fresh() {
+    let end = 2 * 86_400_000;
+    let times = evaluation_times(end - 6 * 3_600_000, end, 60_000, 11_000);
+    let out = run(&cycle(end), &times);
+    assert!(out.iter().all(|s| s.samples.len() == times.len()));
+    // Long after the source stopped, there is nothing to forecast from.
+    let late = run(&cycle(end), &[end + 86_400_000]);
+    assert!(late.is_empty());
+}
+
+#[test]
+fn along_interpolates_from_zero() {
+    let c = [1.0, 3.0];
+    assert_eq!(along(&c, 0.0), 0.0);
+    assert_eq!(along(&c, 0.5), 0.5);
+    assert_eq!(along(&c, 1.5), 2.0);
+    assert_eq!(along(&c, 2.0), 3.0);
+    assert_eq!(along(&c, 7.0), 3.0);
+}
+
+#[test]
+fn evaluation_times_end_aligned() {
+    assert_eq!(evaluation_times(0, 300, 100, 100), [0, 100, 200, 300]);
+    assert_eq!(evaluation_times(50, 300, 100, 100), [100, 200, 300]);
+    assert_eq!(evaluation_times(0, 300, 0, 100), [300]);
+    assert_eq!(evaluation_times(0, 1000, 1, 10).len(), 10);
+    assert!(evaluation_times(10, 0, 1, 10).is_empty());
+}
+
+#[test]
+fn anchors_precede_evaluation_times() {
+    assert_eq!(before(120, 60), 60);
+    assert_eq!(before(121, 60), 120);
+    assert_eq!(latest_at(&[(0, 1.0), (60, 2.0)], 59, 300), Some(1.0));
+    assert_eq!(latest_at(&[(0, 1.0)], 400, 300), None);
+    assert_eq!(latest_at(&[(10, 1.0)], 5, 300), None);
+}
