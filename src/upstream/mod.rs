@@ -207,13 +207,13 @@ impl Upstream {
                 let series = self.fetch(family, matchers, start_ms, end_ms).await?;
                 Ok(self.history.store(key, start_ms, end_ms, series))
             }
-            Plan::Tail(from_ms) => {
+            Plan::Tail(from_ms, cached) => {
                 let tail = self.fetch(family, matchers, from_ms, end_ms).await?;
                 Ok(self
                     .history
-                    .merge(&key, Some((from_ms, tail)), start_ms, end_ms))
+                    .merge(&key, cached, Some((from_ms, tail)), start_ms, end_ms))
             }
-            Plan::Cached => Ok(self.history.merge(&key, None, start_ms, end_ms)),
+            Plan::Cached(cached) => Ok(self.history.merge(&key, cached, None, start_ms, end_ms)),
         }
     }
 
