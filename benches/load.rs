@@ -8,9 +8,27 @@
 //! `cargo bench --bench load` (release build of promcast; needs Debian's
 //! prometheus and promtool, as the tests do).
 
-#[allow(dead_code)]
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[allow(dead_code)] // the bench uses a few of the integration tests' helpers
+#[path = "../tests/common"]
+mod common {
+    pub mod exposition;
+    pub mod family;
+    pub mod harness;
+    pub mod http;
+    pub mod load;
+    pub mod models;
+    pub mod process;
+    pub mod prometheus;
+    pub mod remote_read;
+    pub mod running;
+    pub mod scenario;
+    pub mod secrets;
+
+    pub use family::{METRIC, PREDICTED};
+    pub use harness::Harness;
+    pub use load::{drive_load, read_range};
+    pub use remote_read::{MATCH_EQ, matcher, snappy};
+}
 
 use std::time::Duration;
 
@@ -64,7 +82,7 @@ async fn main() {
             h.promcast_url(),
             vec![
                 read(PREDICTED, &h1, hour, 60_000),
-                read(ANOMALY, &[], hour, 60_000),
+                read(&format!("anomaly_score_{METRIC}"), &[], hour, 60_000),
                 read(&format!("predicted_upper_{METRIC}"), &h1, 300_000, 0),
                 read(METRIC, &[], hour, 60_000),
             ],

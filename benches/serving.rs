@@ -16,9 +16,24 @@
 //! `cargo bench --bench serving` (release build; Debian's prometheus and
 //! promtool for part 2).
 
-#[allow(dead_code)]
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[allow(dead_code)] // the bench uses a few of the integration tests' helpers
+#[path = "../tests/common"]
+mod common {
+    pub mod exposition;
+    pub mod family;
+    pub mod harness;
+    pub mod http;
+    pub mod models;
+    pub mod process;
+    pub mod prometheus;
+    pub mod running;
+    pub mod scenario;
+    pub mod secrets;
+
+    pub use family::{METRIC, PREDICTED};
+    pub use harness::Harness;
+    pub use scenario::{DAY, INSTANCES};
+}
 mod timing;
 
 use std::alloc::{GlobalAlloc, Layout, System};

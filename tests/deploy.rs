@@ -14,8 +14,14 @@
 //! check is on the expression without its final comparison (`X > 0.9` →
 //! `X`): the series the alert watches must exist.
 
-#[allow(dead_code)]
-mod common;
+mod common {
+    pub mod harness;
+    pub mod http;
+    pub mod process;
+    pub mod prometheus;
+    #[allow(dead_code)] // the harness can be secured; this suite never secures it
+    pub mod secrets;
+}
 
 use std::fs;
 use std::io::{BufWriter, Write as _};
@@ -23,7 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::harness::{Harness, two_ports};
+use common::process::require_binary;
+use common::prometheus::{PROMETHEUS_BIN, PROMTOOL_BIN, run_promtool_backfill};
+use promcast::calendar::now_ms;
 use serde::Deserialize as _;
 use serde_json::Value;
 

@@ -8,16 +8,44 @@
 //! beats a flat forecast once trained, that plain queries are untouched, and
 //! that a restarted promcast reloads its model instead of retraining.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use promcast::prompb;
 use serde_json::Value;
 
-#[allow(dead_code)]
-mod common;
+mod common {
+    pub mod exposition;
+    pub mod family;
+    pub mod harness;
+    pub mod http;
+    pub mod models;
+    pub mod process;
+    pub mod prometheus;
+    pub mod remote_read;
+    pub mod restart;
+    pub mod scenario;
+    #[allow(dead_code)] // the harness can be secured; this suite never secures it
+    pub mod secrets;
+}
 
-use common::*;
+use common::family::{METRIC, PREDICTED};
+use common::harness::{Harness, two_ports};
+use common::http::http_client;
+use common::process::require_binary;
+use common::prometheus::{Answer, PROMETHEUS_BIN, PROMTOOL_BIN, Series};
+use common::remote_read::{
+    MATCH_EQ, SAMPLES, STREAMED, decode_samples_answer, decode_streamed_answer, matcher,
+    post_read_typed,
+};
+use common::restart::RELOAD_DEADLINE;
+use common::scenario::{HOUR, History, MINUTE, backfill_history};
+
+/// The anomaly scores of `METRIC`, as promcast serves them.
+const ANOMALY: &str = "anomaly_score_e2e_cpu_usage_percent";
+/// A family configured with a PromQL expression (read through query_range).
+const EXPR_PREDICTED: &str = "predicted_e2e_cpu_smoothed";
+
 // ---------------------------------------------------------------------------
 // Scenario test
 // ---------------------------------------------------------------------------
@@ -420,4 +448,47 @@ async fn check_restart_reuses_model(h: &mut Harness, model: &Value, end: i64) {
          (promcast_training_runs_total = {runs}){}",
         h.diag()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Query helpers of this suite
+// ---------------------------------------------------------------------------
+
+impl Harness {
+    /// A range query that must answer without warnings and with exactly
+    /// `count` series.
+    async fn range_series(
+        &mut self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        count: usize,
+    ) -> Answer {
+        let answer = self.range(query, start, end, step).await;
+        self.assert_no_warnings(query, &answer);
+        assert_eq!(
+            answer.series.len(),
+            count,
+            "{query} over {start}..{end} must give {count} series: {:?}{}",
+            answer.series,
+            self.diag()
+        );
+        answer
+    }
+}
+
+impl Series {
+    /// The value of label `name` ("" if the series has none).
+    fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+}
+
+/// A label set from (name, value) pairs.
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

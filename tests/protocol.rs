@@ -6,15 +6,51 @@ use std::io::Write as _;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use promcast::calendar::now_ms;
 use promcast::prompb;
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-#[allow(dead_code)]
-mod common;
+mod common {
+    pub mod exposition;
+    pub mod family;
+    pub mod http;
+    pub mod load;
+    pub mod process;
+    pub mod remote_read;
+    pub mod standalone;
+}
 
-use common::*;
+use common::exposition::metric_sum;
+use common::family::{METRIC, PREDICTED, PROMCAST_CONFIG};
+use common::http::{get_status, get_text};
+use common::load::{LoadReport, drive_load, post_read, read_range};
+use common::process::{free_port, log_section};
+use common::remote_read::{
+    MATCH_EQ, SAMPLES, STREAMED, decode_samples_answer, decode_streamed_answer, matcher,
+    post_read_typed, snappy,
+};
+use common::standalone::Standalone;
+
+/// `prometheus.LabelMatcher.Type` of a regex matcher (see `MATCH_EQ`).
+const MATCH_RE: i32 = 2;
+
+/// A one-query ReadRequest over the last five minutes, as Prometheus sends
+/// for an instant query (empty accepted_response_types means SAMPLES).
+fn read_request(matchers: &[prompb::LabelMatcher]) -> prompb::ReadRequest {
+    let now_ms = now_ms();
+    prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: now_ms - 5 * 60_000,
+            end_timestamp_ms: now_ms,
+            matchers: matchers.to_vec(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Bad-input test
 // ---------------------------------------------------------------------------
@@ -173,7 +209,7 @@ async fn streamed_chunks_carry_the_samples_answer() {
     let end = now_ms() / 60_000 * 60_000;
     let query = |name: &str, types: Vec<i32>| prompb::ReadRequest {
         queries: vec![prompb::Query {
-            start_timestamp_ms: end - 6 * HOUR * 1000,
+            start_timestamp_ms: end - 6 * 3_600_000,
             end_timestamp_ms: end,
             matchers: vec![matcher(MATCH_EQ, "__name__", name)],
             hints: Some(prompb::ReadHints {

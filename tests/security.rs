@@ -4,10 +4,22 @@
 //! with `tls_config` + `authorization`, and promcast reads its history from
 //! Prometheus with `tls_config` + `basic_auth`, the secrets in files.
 
-#[allow(dead_code)]
-mod common;
+mod common {
+    pub mod exposition;
+    pub mod family;
+    pub mod harness;
+    pub mod http;
+    pub mod process;
+    pub mod prometheus;
+    pub mod running;
+    pub mod scenario;
+    pub mod secrets;
+}
 
-use common::*;
+use common::exposition::metric_sum;
+use common::family::PREDICTED;
+use common::harness::Harness;
+use common::secrets::basic_credentials;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_and_auth_between_prometheus_and_promcast() {

@@ -3,13 +3,18 @@
 //! serving its embedded demo, takes a screenshot and dumps the rendered DOM,
 //! which must hold the model table and a chart per demo family.
 
-#[allow(dead_code)]
-mod common;
+mod common {
+    pub mod http;
+    pub mod process;
+    pub mod standalone;
+}
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use common::http::get_text;
+use common::process::{log_section, require_binary};
+use common::standalone::Standalone;
 
 const CHROMIUM_BIN: &str = "/usr/bin/chromium";
 const DEMO_FAMILIES: [&str; 4] = [
