@@ -4,7 +4,7 @@
 //! on demand from the source metric's history.
 //!
 //! The data path reads top to bottom: [`server`] decodes a request
-//! ([`codec`]), resolves synthetic names ([`series`], [`labels`]), fetches
+//! ([`remote::codec`]), resolves synthetic names ([`series`], [`labels`]), fetches
 //! history ([`upstream`]), runs the family's predictor ([`forecast`],
 //! [`model`]) and encodes the answer.
 //!
@@ -15,8 +15,6 @@
 
 pub mod app;
 pub mod calendar;
-pub mod chunks;
-pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod duration;
@@ -25,6 +23,7 @@ pub mod forecast;
 pub mod labels;
 mod lock;
 pub mod model;
+pub mod remote;
 pub mod series;
 pub mod server;
 pub mod telemetry;

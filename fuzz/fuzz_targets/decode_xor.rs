@@ -3,7 +3,7 @@
 //! NaN payloads count).
 #![no_main]
 
-use promcast::chunks::{ChunkError, decode_xor, encode_xor};
+use promcast::remote::xor::{XorError, decode_xor, encode_xor};
 use promcast_fuzz::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let encoded = match encode_xor(&samples) {
         Ok(encoded) => encoded,
         // The decoder accepts any timestamps; the encoder only increasing ones.
-        Err(ChunkError::Unsorted { .. }) if !ordered => return,
+        Err(XorError::Unsorted { .. }) if !ordered => return,
         Err(e) => panic!("decoded samples do not re-encode: {e}"),
     };
     let again = decode_xor(&encoded).expect("re-encoded chunk does not decode");

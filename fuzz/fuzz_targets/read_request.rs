@@ -4,9 +4,9 @@
 //! Nothing here may panic.
 #![no_main]
 
-use promcast::codec::{MAX_DECODED_BYTES, decode};
 use promcast::labels::Matcher;
 use promcast::prompb::ReadRequest;
+use promcast::remote::codec::{MAX_DECODED_BYTES, decode};
 use promcast_fuzz::fuzz_target;
 
 const VALUES: [&str; 4] = ["", "predicted_cpu", "node_exporter:9100", "ünïcode\n"];

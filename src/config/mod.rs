@@ -55,8 +55,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             request_timeout: PromDuration::from_secs(50),
-            max_request_bytes: crate::codec::MAX_DECODED_BYTES,
-            max_decoded_bytes: crate::codec::MAX_DECODED_BYTES,
+            max_request_bytes: crate::remote::codec::MAX_DECODED_BYTES,
+            max_decoded_bytes: crate::remote::codec::MAX_DECODED_BYTES,
             max_queries_per_request: 64,
             max_query_range: PromDuration::from_secs(31 * 86_400),
             max_series_per_answer: 100_000,

@@ -10,14 +10,14 @@ use hyper::{Request, Response, StatusCode};
 
 use tokio::time::Instant;
 
-use crate::chunks;
-use crate::codec::{self, CodecError};
 use crate::config::{Limit, Limits};
 use crate::duration::PromDuration;
 use crate::forecast::select::{self, Budget, MAX_POINTS};
 use crate::forecast::{STALENESS_MS, SyntheticSeries, evaluation_times};
 use crate::labels::Matcher;
 use crate::prompb::{self, read_request::ResponseType};
+use crate::remote::codec::{self, CodecError};
+use crate::remote::{frame, xor};
 
 use super::{AppState, BodyError, HttpResponse, over_limit, query_status, read_body, text};
 
@@ -107,17 +107,17 @@ fn encode_streamed(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
     let mut out = Vec::new();
     for (query_index, series) in answers.into_iter().enumerate() {
         for s in series.into_iter().filter(|s| !s.samples.is_empty()) {
-            let chunks = chunks::chunk_series(&s.samples);
+            let chunks = xor::chunk_series(&s.samples);
             let labels = to_proto(SyntheticSeries {
                 labels: s.labels,
                 samples: Vec::new(),
             })
             .labels;
-            let frame = prompb::ChunkedReadResponse {
+            let message = prompb::ChunkedReadResponse {
                 chunked_series: vec![prompb::ChunkedSeries { labels, chunks }],
                 query_index: query_index as i64,
             };
-            chunks::write_frame(&mut out, &frame);
+            frame::write_frame(&mut out, &message);
         }
     }
     out

@@ -14,11 +14,12 @@ use reqwest::header::{
 use serde::Deserialize;
 
 use super::{FamilySource, SourceSeries, UpstreamError};
-use crate::chunks;
-use crate::codec;
 use crate::config::{ConfigError, UpstreamConfig, read_secret};
 use crate::labels::{Labels, METRIC_NAME, Matcher};
 use crate::prompb::{self, read_request::ResponseType};
+use crate::remote::codec;
+use crate::remote::frame::{self, FrameReader};
+use crate::remote::xor;
 
 /// Largest decompressed remote-read answer accepted from the upstream.
 const MAX_ANSWER_BYTES: usize = 1 << 30;
@@ -268,9 +269,11 @@ fn decode_streamed(
     start_ms: i64,
     end_ms: i64,
 ) -> Result<Vec<SourceSeries>, UpstreamError> {
-    let decode_error = |e: chunks::ChunkError| UpstreamError::Decode(e.to_string());
+    let frame_error = |e: frame::FrameError| UpstreamError::Decode(e.to_string());
+    let mut frames = FrameReader::new(MAX_FRAME_BYTES);
+    frames.push(body);
     let mut out: Vec<SourceSeries> = Vec::new();
-    for frame in chunks::read_frames(body, MAX_FRAME_BYTES).map_err(decode_error)? {
+    while let Some(frame) = frames.next_frame().map_err(frame_error)? {
         for series in frame.chunked_series {
             let labels = source_labels(series.labels);
             let mut samples = Vec::new();
@@ -282,7 +285,8 @@ fn decode_streamed(
                         chunk.r#type
                     )));
                 }
-                let decoded = chunks::decode_xor(&chunk.data).map_err(decode_error)?;
+                let decoded = xor::decode_xor(&chunk.data)
+                    .map_err(|e| UpstreamError::Decode(e.to_string()))?;
                 samples.extend(
                     decoded
                         .into_iter()
@@ -295,6 +299,7 @@ fn decode_streamed(
             }
         }
     }
+    frames.finish().map_err(frame_error)?;
     out.retain(|s| !s.samples.is_empty());
     Ok(out)
 }
@@ -364,11 +369,11 @@ mod tests {
         let message = prompb::ChunkedReadResponse {
             chunked_series: vec![prompb::ChunkedSeries {
                 labels: vec![label(METRIC_NAME, "m"), label("instance", instance)],
-                chunks: chunks::chunk_series(samples),
+                chunks: xor::chunk_series(samples),
             }],
             query_index: 0,
         };
-        chunks::write_frame(out, &message);
+        frame::write_frame(out, &message);
     }
 
     /// A series split over two frames comes back whole, samples of whole
@@ -397,12 +402,12 @@ mod tests {
         let mut message = prompb::ChunkedReadResponse {
             chunked_series: vec![prompb::ChunkedSeries {
                 labels: vec![label(METRIC_NAME, "h")],
-                chunks: chunks::chunk_series(&[(1, 1.0)]),
+                chunks: xor::chunk_series(&[(1, 1.0)]),
             }],
             query_index: 0,
         };
         message.chunked_series[0].chunks[0].r#type = prompb::chunk::Encoding::Histogram as i32;
-        chunks::write_frame(&mut body, &message);
+        frame::write_frame(&mut body, &message);
         let err = decode_streamed(&body, 0, 10).unwrap_err().to_string();
         assert!(err.contains("histogram"), "{err}");
 

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use promcast::{chunks, prompb};
+use promcast::prompb;
+use promcast::remote::frame::FrameReader;
+use promcast::remote::xor;
 use prost::Message;
 
 /// `prometheus.LabelMatcher.Type` values from proto/remote.proto (the wire
@@ -46,9 +48,10 @@ pub fn decode_samples_answer(body: &[u8]) -> SeriesSamples {
 /// labels, no label set twice. With `reencode`, promcast's encoder must
 /// reproduce every chunk's bytes exactly.
 pub fn decode_streamed_answer(body: &[u8], reencode: bool) -> SeriesSamples {
-    let frames = chunks::read_frames(body, 50_000_000).expect("valid frames");
+    let mut frames = FrameReader::new(50_000_000);
+    frames.push(body);
     let mut out = BTreeMap::new();
-    for frame in frames {
+    while let Some(frame) = frames.next_frame().expect("valid frames") {
         assert_eq!(frame.query_index, 0);
         assert_eq!(frame.chunked_series.len(), 1, "one series per frame");
         let series = &frame.chunked_series[0];
@@ -64,13 +67,13 @@ pub fn decode_streamed_answer(body: &[u8], reencode: bool) -> SeriesSamples {
         assert!(!series.chunks.is_empty(), "no empty series");
         let mut samples = Vec::new();
         for chunk in &series.chunks {
-            let decoded = chunks::decode_xor(&chunk.data).expect("valid XOR chunk");
-            assert!(!decoded.is_empty() && decoded.len() <= chunks::MAX_SAMPLES_PER_CHUNK);
+            let decoded = xor::decode_xor(&chunk.data).expect("valid XOR chunk");
+            assert!(!decoded.is_empty() && decoded.len() <= xor::MAX_SAMPLES_PER_CHUNK);
             assert_eq!(chunk.min_time_ms, decoded[0].0);
             assert_eq!(chunk.max_time_ms, decoded[decoded.len() - 1].0);
             if reencode {
                 assert_eq!(
-                    chunks::encode_xor(&decoded).expect("encodable samples"),
+                    xor::encode_xor(&decoded).expect("encodable samples"),
                     chunk.data,
                     "promcast's XOR encoding differs from Prometheus's"
                 );
@@ -82,6 +85,7 @@ pub fn decode_streamed_answer(body: &[u8], reencode: bool) -> SeriesSamples {
             "label set {labels:?} sent twice"
         );
     }
+    frames.finish().expect("no truncated frame");
     out
 }
 
