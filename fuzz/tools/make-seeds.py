@@ -5,7 +5,7 @@ Run from anywhere: `python3 fuzz/tools/make-seeds.py`. Deterministic; the
 output is committed, so run it again only to change the seeds. It encodes by
 hand what promcast's own encoders produce (snappy blocks of protobuf, XOR
 chunks, CRC32C-framed streams), checked against the golden chunks pinned in
-src/chunks.rs's tests.
+src/remote/xor/tests.rs.
 """
 
 import math
@@ -102,7 +102,7 @@ def snappy(data):
     return bytes(out)
 
 
-# --- XOR chunks, as src/chunks.rs encode_xor ------------------------------
+# --- XOR chunks, as src/remote/xor.rs encode_xor -------------------------
 
 class Bits:
     def __init__(self):
@@ -210,7 +210,7 @@ def frame(message):
     return varint(len(message)) + struct.pack(">I", crc32c(message)) + message
 
 
-# --- self-checks against src/chunks.rs's golden tests ----------------------
+# --- self-checks against src/remote/xor/tests.rs golden tests -------------
 
 assert encode_xor([(1000, 1.0), (2000, 1.0), (3000, 2.0)]) == bytes.fromhex(
     "0003d00f3ff0000000000000e8073097ffc0"
