@@ -8,8 +8,8 @@
 //! uses samples at or before `t` (the convention of `predict_linear`), and
 //! anchors are shared and cached across queries and evaluation times.
 
-pub mod baseline;
-pub mod cache;
+mod baseline;
+mod cache;
 mod plan;
 mod read;
 pub mod registry;

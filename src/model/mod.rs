@@ -2,7 +2,7 @@
 //! and calendar inputs, with one output per model step up to the longest
 //! horizon. Knows time series, not HTTP or Prometheus.
 
-pub mod fused_lstm;
+mod fused_lstm;
 pub mod network;
 pub mod store;
 pub mod train;

@@ -3,12 +3,12 @@
 //! metrics, models API) and `status` (the HTML page, with `chart`); all of
 //! them reach synthetic series through [`crate::forecast::select`].
 
-pub mod admin;
+mod admin;
 pub mod auth;
-pub mod chart;
-pub mod federate;
-pub mod remote_read;
-pub mod status;
+mod chart;
+mod federate;
+mod remote_read;
+mod status;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -2,8 +2,8 @@
 //! read for metrics, `/api/v1/query_range` for configured expressions) or
 //! the embedded demo.
 
-pub mod demo;
-pub mod history;
+mod demo;
+mod history;
 pub mod prometheus;
 
 use std::sync::{Arc, Mutex};
