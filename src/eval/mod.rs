@@ -7,40 +7,43 @@
 //! each origin of the last part from the points at or before it. An origin
 //! counts for a horizon only where every method has a forecast and the
 //! target was recorded, so all methods are scored on the same origins.
+//!
+//! A file is back-tested in three steps: planned (`plan`: the grid, the
+//! cut, each horizon in steps, the origins), run (`lstm` trained and
+//! served, `refits` of ETS and MSTL at every origin), and read
+//! (`file_report`: the scores of every method's forecasts).
 
 pub mod dataset;
+mod file_report;
+mod lstm;
 pub mod methods;
+mod plan;
+mod refits;
 pub mod score;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::duration::PromDuration;
-use crate::forecast::training::{TrainingPlan, fit};
-use crate::forecast::{self, Cache, Predictor, ServedModel};
-use crate::model::Grid;
-use crate::model::train::{Epoch, TrainConfig};
-use crate::series::{Horizon, Output, SeriesKind};
-use crate::telemetry::Metrics;
+use crate::model::train::{Epoch, TrainConfig, TrainError};
 use crate::upstream::SourceSeries;
 
 use dataset::Recording;
-use methods::{Method, Refit};
+pub use file_report::FileReport;
+use file_report::Forecasts;
+use lstm::Lstm;
+use methods::Method;
+use plan::FilePlan;
+use refits::Refits;
 use score::{AnomalyScore, Coverage};
 
 /// Share of each series the LSTM trains on; the rest is forecast.
 pub const TRAIN_SHARE: f64 = 0.7;
 /// A forecast's anomaly score above this raises an alarm.
 pub const ALARM_SCORE: f64 = 1.0;
-/// `predict_linear`'s range: an hour, and six for horizons that long.
-const LINEAR_RANGE_MS: i64 = 3_600_000;
-const LONG_LINEAR_RANGE_MS: i64 = 6 * 3_600_000;
-const DAY_MS: i64 = 86_400_000;
-/// Model outputs cached while a series is evaluated.
-const CACHE_VALUES: usize = 1 << 22;
 
 /// How to back-test.
 #[derive(Debug, Clone)]
@@ -63,68 +66,6 @@ pub enum Phase {
     Training(Epoch),
     /// ETS and MSTL refitted at `done` of `total` origins.
     Refitting { done: usize, total: usize },
-}
-
-/// Results on one file.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileReport {
-    /// The file.
-    pub file: String,
-    /// Spacing of its points, seconds.
-    pub step_s: i64,
-    /// Points on its grid.
-    pub points: usize,
-    /// Rows dropped for repeating or going back in time.
-    pub dropped_rows: usize,
-    /// Why the file could not be evaluated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The in-sample daily seasonal-naive error MASE is scaled by.
-    pub mase_scale: Option<f64>,
-    /// Per horizon, origins scored (horizons that are not a whole number
-    /// of steps are not scored).
-    pub origins: BTreeMap<String, usize>,
-    /// Per method and horizon, MASE.
-    pub mase: BTreeMap<String, BTreeMap<String, Option<f64>>>,
-    /// Per horizon, how often the LSTM's interval held the actual value.
-    pub coverage: BTreeMap<String, Coverage>,
-    /// LSTM anomaly alarms against labelled windows, where labelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub anomaly: Option<AnomalyScore>,
-    /// Points of the forecast part with an anomaly score above 1.
-    pub alarm_points: usize,
-    /// Points of the forecast part.
-    pub test_points: usize,
-    /// LSTM training epochs and seconds.
-    pub training: Option<(usize, f64)>,
-}
-
-impl FileReport {
-    /// A report with nothing scored yet.
-    fn new(recording: &Recording, step_s: i64, points: usize) -> Self {
-        Self {
-            file: recording.name.clone(),
-            step_s,
-            points,
-            dropped_rows: recording.dropped,
-            error: None,
-            mase_scale: None,
-            origins: BTreeMap::new(),
-            mase: BTreeMap::new(),
-            coverage: BTreeMap::new(),
-            anomaly: None,
-            alarm_points: 0,
-            test_points: 0,
-            training: None,
-        }
-    }
-
-    fn failed(recording: &Recording, step_s: i64, points: usize, error: String) -> Self {
-        Self {
-            error: Some(error),
-            ..Self::new(recording, step_s, points)
-        }
-    }
 }
 
 /// Back-tests recorded series, several at once if called from several
@@ -162,237 +103,52 @@ impl Evaluator {
         windows: Option<&[(i64, i64)]>,
         progress: &(dyn Fn(Phase) + Sync),
     ) -> FileReport {
-        evaluate_file(self, recording, windows, progress)
+        let series = SourceSeries {
+            labels: Default::default(),
+            samples: recording.samples.clone(),
+        };
+        let grid = plan::grid(&series);
+        let (step_s, points) = (grid.step_ms / 1000, grid.values.len());
+        let plan = FilePlan::new(grid, &self.settings.horizons, self.settings.stride);
+        plan.and_then(|plan| self.backtest(recording, &series, &plan, windows, progress))
+            .unwrap_or_else(|e| FileReport::failed(recording, step_s, points, e.to_string()))
+    }
+
+    /// Runs every method on `series` as planned, then scores them.
+    fn backtest(
+        &self,
+        recording: &Recording,
+        series: &SourceSeries,
+        plan: &FilePlan,
+        windows: Option<&[(i64, i64)]>,
+        progress: &(dyn Fn(Phase) + Sync),
+    ) -> Result<FileReport, FileError> {
+        let lstm = Lstm::train(self, series, plan, progress)?;
+        let served = lstm.serve(&self.settings.horizons, plan, series);
+        let refits = Refits::run(plan, progress);
+        let forecasts = Forecasts {
+            plan,
+            lstm: &served,
+            refits: &refits,
+        };
+        Ok(FileReport::scored(
+            recording,
+            &forecasts,
+            lstm.training,
+            windows,
+        ))
     }
 }
 
-fn evaluate_file(
-    evaluator: &Evaluator,
-    recording: &Recording,
-    windows: Option<&[(i64, i64)]>,
-    progress: &(dyn Fn(Phase) + Sync),
-) -> FileReport {
-    let (settings, device) = (&evaluator.settings, &evaluator.device);
-    let source = [SourceSeries {
-        labels: Default::default(),
-        samples: recording.samples.clone(),
-    }];
-    let step = forecast::source_spacing(&source).unwrap_or(DAY_MS);
-    let (first, last) = (
-        recording.samples[0].0,
-        recording.samples[recording.samples.len() - 1].0,
-    );
-    // A grid from the first sample on (NAB's timestamps need not be
-    // multiples of the step); a sample off it is a gap.
-    let mut points = vec![f64::NAN; ((last - first) / step + 1) as usize];
-    for &(t, v) in &recording.samples {
-        if (t - first) % step == 0 {
-            points[((t - first) / step) as usize] = v;
-        }
-    }
-    let grid = Grid::from_values(first, step, points);
-    let values = &grid.values;
-    let n = values.len();
-    let split = (n as f64 * TRAIN_SHARE) as usize;
-    if DAY_MS % step != 0 {
-        return FileReport::failed(
-            recording,
-            step / 1000,
-            n,
-            "the spacing does not divide a day".into(),
-        );
-    }
-    let day = (DAY_MS / step) as usize;
-    let steps: Vec<(String, i64, Option<usize>)> = settings
-        .horizons
-        .iter()
-        .map(|h| {
-            let ms = h.as_millis_i64();
-            let k = (ms % step == 0).then_some((ms / step) as usize);
-            (h.to_string(), ms, k)
-        })
-        .collect();
-    let k_max = steps.iter().filter_map(|s| s.2).max().unwrap_or(0);
-
-    // The LSTM, trained on the first part as the server would train it.
-    let cut = grid.time(split);
-    let history: Vec<(i64, f64)> = recording
-        .samples
-        .iter()
-        .copied()
-        .take_while(|(t, _)| *t < cut)
-        .collect();
-    let plan = TrainingPlan {
-        family: "eval".into(),
-        version: 1,
-        step_ms: None,
-        lookback_ms: settings.lookback_ms,
-        max_horizon_ms: steps.iter().map(|s| s.1).max().unwrap_or(step),
-        train: settings.train.clone(),
-    };
-    let train_source = [SourceSeries {
-        labels: Default::default(),
-        samples: history,
-    }];
-    let on_epoch = |e: Epoch| progress(Phase::Training(e));
-    let guard = crate::lock::lock(&evaluator.training);
-    let fitted = fit(&plan, &train_source, (first, cut - 1), device, &on_epoch);
-    drop(guard);
-    let (meta, net) = match fitted {
-        Ok(m) => m,
-        Err(e) => return FileReport::failed(recording, step / 1000, n, format!("training: {e}")),
-    };
-    let training = Some((meta.report.epochs, meta.report.seconds));
-    let predictor = Predictor::Model(Arc::new(ServedModel {
-        meta,
-        net,
-        device: device.clone(),
-    }));
-    let test_times: Vec<i64> = (split..n)
-        .filter(|&i| values[i].is_finite())
-        .map(|i| grid.time(i))
-        .collect();
-    let mut outputs = vec![Output {
-        kind: SeriesKind::AnomalyScore,
-        horizon: None,
-    }];
-    for h in &settings.horizons {
-        for kind in [
-            SeriesKind::Predicted,
-            SeriesKind::PredictedLower,
-            SeriesKind::PredictedUpper,
-        ] {
-            outputs.push(Output {
-                kind,
-                horizon: Some(Horizon::new(*h)),
-            });
-        }
-    }
-    let served = forecast::evaluate(
-        &predictor,
-        &plan.family,
-        &outputs,
-        &test_times,
-        &source,
-        &Cache::new(CACHE_VALUES),
-        &Metrics::new(),
-    );
-    // Served series come back in output order, without empty ones; key
-    // them by what they are.
-    let mut lstm: HashMap<(SeriesKind, Option<i64>), HashMap<i64, f64>> = HashMap::new();
-    for s in served {
-        let name = &s.labels[crate::labels::METRIC_NAME];
-        let Some((kind, _)) = crate::series::parse_name(name) else {
-            continue;
-        };
-        let horizon = s
-            .labels
-            .get(crate::series::HORIZON_LABEL)
-            .and_then(|h| h.parse::<PromDuration>().ok())
-            .map(|h| h.as_millis_i64());
-        lstm.insert((kind, horizon), s.samples.into_iter().collect());
-    }
-    let lstm_at = |kind, h: i64, i: usize| {
-        lstm.get(&(kind, Some(h)))
-            .and_then(|m| m.get(&grid.time(i)).copied())
-    };
-
-    // ETS and MSTL, refitted at every origin.
-    let origins: Vec<usize> = (split..n)
-        .step_by(settings.stride.max(1))
-        .filter(|&i| values[i].is_finite() && i + 1 < n)
-        .collect();
-    let mut refits: HashMap<(Refit, usize), Vec<f64>> = HashMap::new();
-    for (done, &i) in origins.iter().enumerate() {
-        for model in Refit::ALL {
-            if let Some(f) = methods::refit(model, values, i, k_max.max(1), day) {
-                refits.insert((model, i), f);
-            }
-        }
-        if done % 64 == 63 || done + 1 == origins.len() {
-            progress(Phase::Refitting {
-                done: done + 1,
-                total: origins.len(),
-            });
-        }
-    }
-
-    let train = &values[..split];
-    let scale = score::seasonal_naive_error(train, day);
-    let mut report = FileReport::new(recording, step / 1000, n);
-    report.mase_scale = scale;
-    report.training = training;
-    for (label, h_ms, k) in &steps {
-        let Some(k) = *k else {
-            continue;
-        };
-        let season = methods::choose_season(train, k, day);
-        let range = if *h_ms >= LONG_LINEAR_RANGE_MS {
-            LONG_LINEAR_RANGE_MS
-        } else {
-            LINEAR_RANGE_MS
-        };
-        let mut pairs: BTreeMap<Method, Vec<(f64, f64)>> = BTreeMap::new();
-        let mut intervals = Vec::new();
-        let mut count = 0;
-        for &i in &origins {
-            let Some(&actual) = values.get(i + k).filter(|v| v.is_finite()) else {
-                continue;
-            };
-            let forecasts = [
-                lstm_at(SeriesKind::Predicted, *h_ms, i),
-                methods::seasonal_naive(values, i, k, season),
-                methods::predict_linear(values, step, i, range, *h_ms),
-                refits.get(&(Refit::Ets, i)).map(|f| f[k - 1]),
-                refits.get(&(Refit::Mstl, i)).map(|f| f[k - 1]),
-            ];
-            if forecasts.iter().any(|f| !f.is_some_and(f64::is_finite)) {
-                continue;
-            }
-            count += 1;
-            for (method, f) in Method::ALL.iter().zip(forecasts) {
-                pairs
-                    .entry(*method)
-                    .or_default()
-                    .push((actual, f.unwrap_or(f64::NAN)));
-            }
-            if let (Some(lo), Some(hi)) = (
-                lstm_at(SeriesKind::PredictedLower, *h_ms, i),
-                lstm_at(SeriesKind::PredictedUpper, *h_ms, i),
-            ) {
-                intervals.push((actual, lo, hi));
-            }
-        }
-        report.origins.insert(label.clone(), count);
-        report
-            .coverage
-            .insert(label.clone(), Coverage::of(&intervals));
-        for method in Method::ALL {
-            let m = pairs
-                .get(&method)
-                .and_then(|p| score::mase(p, scale.unwrap_or(0.0)));
-            report
-                .mase
-                .entry(method.name().to_owned())
-                .or_default()
-                .insert(label.clone(), m);
-        }
-    }
-
-    // Anomaly alarms over the forecast part.
-    let scores = lstm.get(&(SeriesKind::AnomalyScore, None));
-    let alarms: Vec<bool> = test_times
-        .iter()
-        .map(|t| {
-            scores
-                .and_then(|s| s.get(t))
-                .is_some_and(|s| *s > ALARM_SCORE)
-        })
-        .collect();
-    report.alarm_points = alarms.iter().filter(|a| **a).count();
-    report.test_points = alarms.len();
-    report.anomaly = windows.map(|w| AnomalyScore::new(&test_times, &alarms, w));
-    report
+/// Why a file could not be back-tested.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// The seasonal methods and MASE's scale need whole days.
+    #[error("the spacing does not divide a day")]
+    Spacing,
+    /// The LSTM could not be trained on the first part.
+    #[error("training: {0}")]
+    Training(#[from] TrainError),
 }
 
 /// Results over every file: per method and horizon, the median and

@@ -1,6 +1,8 @@
 //! The error measures `promcast eval` reports: MASE, interval coverage,
 //! and a NAB-style score of anomaly alarms against labelled windows.
 
+use crate::calendar::DAY_MS;
+
 /// NAB's standard profile: reward of a detection at a window's start, cost
 /// of a missed window, cost of one alarming point far from any window.
 const TP_WEIGHT: f64 = 1.0;
@@ -154,7 +156,7 @@ impl AnomalyScore {
         let mut s = Self {
             windows: scored.len(),
             points: times.len(),
-            days: (last - first) as f64 / 86_400_000.0,
+            days: (last - first) as f64 / DAY_MS as f64,
             nab_null: -FN_WEIGHT * scored.len() as f64,
             nab_perfect: TP_WEIGHT * scaled_sigmoid(-1.0) * scored.len() as f64,
             ..Self::default()
