@@ -6,8 +6,18 @@ use std::str::FromStr;
 
 /// A non-negative span of time with millisecond resolution, written and
 /// parsed the way Prometheus writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PromDuration(u64);
+///
+/// A parsed duration displays in the units it was written in (`31d`, not
+/// `4w3d`; `90m`, not `1h30m`): people recognise what they configured.
+/// Equality, ordering and hashing go by length alone, so `60m == 1h`;
+/// [`canonical`](Self::canonical) gives the one spelling per length where
+/// text must be unique (the `horizon` label).
+#[derive(Clone, Copy)]
+pub struct PromDuration {
+    ms: u64,
+    /// Bit `i` set: `UNITS[i]` was written. Zero: canonical form.
+    units: u8,
+}
 
 /// Why a duration string was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,30 +44,117 @@ const UNITS: [(&str, u64); 7] = [
     ("ms", 1),
 ];
 
+/// Every unit, as a mask over `UNITS`.
+const ALL_UNITS: u8 = (1 << UNITS.len()) - 1;
+/// Indices into `UNITS`.
+const DAY: usize = 2;
+const HOUR: usize = 3;
+
 impl PromDuration {
-    /// A duration of `ms` milliseconds.
+    /// A duration of `ms` milliseconds, displayed in canonical form.
     pub const fn from_millis(ms: u64) -> Self {
-        Self(ms)
+        Self { ms, units: 0 }
     }
 
-    /// A duration of `s` seconds.
+    /// A duration of `s` seconds, displayed in canonical form.
     pub const fn from_secs(s: u64) -> Self {
-        Self(s * 1_000)
+        Self::from_millis(s * 1_000)
+    }
+
+    /// `n` hours, displayed as such (`24h`, not `1d`).
+    pub const fn hours(n: u64) -> Self {
+        Self::written(n, HOUR)
+    }
+
+    /// `n` days, displayed as such (`31d`, not `4w3d`).
+    pub const fn days(n: u64) -> Self {
+        Self::written(n, DAY)
+    }
+
+    const fn written(n: u64, unit: usize) -> Self {
+        Self {
+            ms: n.saturating_mul(UNITS[unit].1),
+            units: 1 << unit,
+        }
     }
 
     /// Length in milliseconds.
     pub const fn as_millis(self) -> u64 {
-        self.0
+        self.ms
     }
 
     /// Length in milliseconds as a signed timestamp offset.
     pub fn as_millis_i64(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
+        i64::try_from(self.ms).unwrap_or(i64::MAX)
     }
 
     /// The equivalent standard-library duration.
     pub const fn to_std(self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.0)
+        std::time::Duration::from_millis(self.ms)
+    }
+
+    /// The same length, displayed in canonical form: each unit from the
+    /// largest down at most once, none that is zero (`1h30m`, `4w3d`).
+    pub const fn canonical(self) -> Self {
+        Self::from_millis(self.ms)
+    }
+
+    /// What is left of the length after taking as much of each unit in
+    /// `units` (a mask over `UNITS`) as fits, largest first.
+    fn remainder_in(self, units: u8) -> u64 {
+        UNITS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| units & (1 << i) != 0)
+            .fold(self.ms, |rest, (_, (_, size))| rest % size)
+    }
+
+    /// Writes the length in `units`, largest first; `skip_zero` leaves out
+    /// units with a count of 0.
+    fn write_in(self, f: &mut fmt::Formatter<'_>, units: u8, skip_zero: bool) -> fmt::Result {
+        let mut rest = self.ms;
+        for (i, (name, size)) in UNITS.iter().enumerate() {
+            if units & (1 << i) == 0 || (skip_zero && rest < *size) {
+                continue;
+            }
+            write!(f, "{}{name}", rest / size)?;
+            rest %= size;
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for PromDuration {
+    fn eq(&self, other: &Self) -> bool {
+        self.ms == other.ms
+    }
+}
+
+impl Eq for PromDuration {}
+
+impl PartialOrd for PromDuration {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PromDuration {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ms.cmp(&other.ms)
+    }
+}
+
+impl std::hash::Hash for PromDuration {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ms.hash(state);
+    }
+}
+
+/// By length, like equality: a configuration's debug form does not depend
+/// on how its durations were spelt.
+impl fmt::Debug for PromDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PromDuration").field(&self.ms).finish()
     }
 }
 
@@ -70,6 +167,7 @@ impl FromStr for PromDuration {
         }
         let bytes = s.as_bytes();
         let mut total: u64 = 0;
+        let mut units: u8 = 0;
         let mut pos = 0;
         // Index into UNITS of the last unit seen: units must strictly descend.
         let mut last_unit: Option<usize> = None;
@@ -96,29 +194,28 @@ impl FromStr for PromDuration {
                 return Err(DurationError::Order(s.to_owned()));
             }
             last_unit = Some(unit_index);
+            units |= 1 << unit_index;
             pos += unit.0.len();
             total = number
                 .checked_mul(unit.1)
                 .and_then(|v| v.checked_add(total))
                 .ok_or_else(|| DurationError::Overflow(s.to_owned()))?;
         }
-        Ok(Self(total))
+        Ok(Self { ms: total, units })
     }
 }
 
+/// In the units it was written in where they add up to the length
+/// (`1y60w` cannot: it is `2y7w6d`), else canonical.
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == 0 {
+        if self.units != 0 && self.remainder_in(self.units) == 0 {
+            return self.write_in(f, self.units, false);
+        }
+        if self.ms == 0 {
             return f.write_str("0s");
         }
-        let mut rest = self.0;
-        for (name, size) in UNITS {
-            if rest >= size {
-                write!(f, "{}{}", rest / size, name)?;
-                rest %= size;
-            }
-        }
-        Ok(())
+        self.write_in(f, ALL_UNITS, true)
     }
 }
 
@@ -137,6 +234,8 @@ impl serde::Serialize for PromDuration {
 
 #[cfg(test)]
 mod tests {
+    use std::hash::BuildHasher as _;
+
     use super::*;
 
     #[test]
@@ -178,5 +277,29 @@ mod tests {
             assert_eq!(d.to_string(), text);
             assert_eq!(text.parse::<PromDuration>().unwrap(), d);
         }
+    }
+
+    #[test]
+    fn displays_as_written_and_compares_by_length() {
+        let d = |text: &str| text.parse::<PromDuration>().unwrap();
+        for text in ["31d", "90m", "24h", "1h30m", "1h0m", "0m", "7d", "3600s"] {
+            assert_eq!(d(text).to_string(), text);
+            assert_eq!(
+                d(text).canonical(),
+                PromDuration::from_millis(d(text).as_millis())
+            );
+        }
+        assert_eq!(d("31d").canonical().to_string(), "4w3d");
+        assert_eq!(d("60m").canonical().to_string(), "1h");
+        assert_eq!(d("1h90m").to_string(), "2h30m");
+        assert_eq!(d("1y60w").to_string(), "2y7w6d");
+        assert_eq!(PromDuration::days(31).to_string(), "31d");
+        assert_eq!(PromDuration::hours(24).to_string(), "24h");
+
+        assert_eq!(d("60m"), d("1h"));
+        assert!(d("90m") > d("1h") && d("1h") < d("1d"));
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(d("60m")), state.hash_one(d("1h")));
+        assert_eq!(format!("{:?}", d("60m")), format!("{:?}", d("1h")));
     }
 }

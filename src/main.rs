@@ -25,6 +25,9 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// LSTM forecasts and anomaly scores for Prometheus, served as synthetic
 /// series over remote read.
 ///
+/// The flags below go before or after a subcommand alike:
+/// `promcast forecast X --upstream.url=URL`.
+///
 /// Add promcast to Prometheus's `remote_read` (with `read_recent: true`),
 /// then query `predicted_<metric>{horizon="1h"}`,
 /// `predicted_lower_<metric>`, `predicted_upper_<metric>` and
@@ -34,38 +37,54 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 #[command(version, about, long_about)]
 struct Cli {
     /// YAML configuration file (every field optional; see README.md).
-    #[arg(long = "config.file", value_name = "PATH")]
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
     config_file: Option<PathBuf>,
 
     /// Address to listen on for HTTP (remote read, federate, metrics, API).
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
-        default_value = "0.0.0.0:9201"
+        default_value = "0.0.0.0:9201",
+        global = true
     )]
     listen_address: SocketAddr,
 
     /// Base URL of the Prometheus-compatible server to read history from,
     /// e.g. http://localhost:9090. Overrides `upstream.url` in the config.
     /// Without any upstream, the embedded demo is served.
-    #[arg(long = "upstream.url", value_name = "URL")]
+    #[arg(long = "upstream.url", value_name = "URL", global = true)]
     upstream_url: Option<url::Url>,
 
     /// Directory where trained models are saved and loaded at start.
-    #[arg(long = "model.dir", value_name = "DIR", default_value = "data/models")]
+    #[arg(
+        long = "model.dir",
+        value_name = "DIR",
+        default_value = "data/models",
+        global = true
+    )]
     model_dir: PathBuf,
 
     /// Compute backend for the LSTM: flex (pure-Rust CPU, default), ndarray
     /// (CPU, deprecated by burn) or wgpu (GPU; needs the `wgpu` cargo feature).
-    #[arg(long, value_name = "BACKEND", default_value = "flex")]
+    #[arg(long, value_name = "BACKEND", default_value = "flex", global = true)]
     backend: Backend,
 
     /// Log level: error, warn, info, debug or trace.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        default_value = "info",
+        global = true
+    )]
     log_level: tracing::Level,
 
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -265,5 +284,41 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every global flag, given before the subcommand or after it.
+    #[test]
+    fn global_flags_go_on_either_side_of_the_subcommand() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let flags = [
+            "--config.file=promcast.yml",
+            "--upstream.url=http://prometheus:9090",
+            "--model.dir=/var/lib/promcast",
+            "--backend=ndarray",
+            "--log.level=debug",
+            "--log.format=json",
+            "--web.listen-address=127.0.0.1:9999",
+        ];
+        let before = [&["promcast"][..], &flags, &["forecast", "up"]].concat();
+        let after = [&["promcast", "forecast", "up"][..], &flags].concat();
+        for args in [before, after] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.config_file, Some(PathBuf::from("promcast.yml")));
+            assert_eq!(
+                cli.upstream_url.as_ref().map(url::Url::as_str),
+                Some("http://prometheus:9090/")
+            );
+            assert_eq!(cli.model_dir, PathBuf::from("/var/lib/promcast"));
+            assert_eq!(cli.backend, Backend::NdArray);
+            assert_eq!(cli.log_level, tracing::Level::DEBUG);
+            assert_eq!(cli.log_format, LogFormat::Json);
+            assert_eq!(cli.listen_address.to_string(), "127.0.0.1:9999");
+            assert!(matches!(cli.command, Some(Command::Forecast { .. })));
+        }
     }
 }

@@ -86,11 +86,12 @@ pub struct Horizon {
 }
 
 impl Horizon {
-    /// A horizon labelled in canonical form (`1h`, not `60m`).
+    /// A horizon labelled in canonical form (`1h`, not `60m`), however
+    /// its duration was written: configured horizons keep one label each.
     pub fn new(duration: PromDuration) -> Self {
         Self {
             duration,
-            label: duration.to_string(),
+            label: duration.canonical().to_string(),
         }
     }
 
@@ -330,6 +331,14 @@ mod tests {
             ["predicted_cpu@15m", "predicted_cpu@1h", "predicted_cpu@6h"]
         );
         assert_eq!(sel[0].source_matchers.len(), 1);
+    }
+
+    #[test]
+    fn configured_horizons_are_labelled_canonically() {
+        for text in ["60m", "3600s", "1h"] {
+            let h = Horizon::new(text.parse().unwrap());
+            assert_eq!(h.label(), "1h", "{text}");
+        }
     }
 
     #[test]

@@ -131,20 +131,22 @@ fn bad_input_is_refused_with_a_reason() {
     }
 }
 
-/// Five-minute points over `days` of a daily cycle with a little
-/// deterministic noise, and a spike of `spike` at point `at`, as NAB CSV.
-fn nab_csv(days: usize, at: usize, spike: f64) -> String {
+/// Points every `step_min` minutes over `days` of a daily cycle with a
+/// little deterministic noise, and a spike of `spike` at point `at`, as
+/// NAB CSV.
+fn nab_csv(step_min: usize, days: usize, at: usize, spike: f64) -> String {
+    let per_day = 1440 / step_min;
     let mut csv = String::from("timestamp,value\n");
-    for i in 0..days * 288 {
-        let (d, rest) = (i / 288, i % 288);
-        let day = rest as f64 / 288.0 * std::f64::consts::TAU;
+    for i in 0..days * per_day {
+        let (d, minute) = (i / per_day, i % per_day * step_min);
+        let day = minute as f64 / 1440.0 * std::f64::consts::TAU;
         let noise = ((i * 7919) % 17) as f64 / 17.0 - 0.5;
         let value = 50.0 + 20.0 * day.sin() + noise + if i == at { spike } else { 0.0 };
         csv += &format!(
             "2024-03-{:02} {:02}:{:02}:00,{value:.3}\n",
             d + 1,
-            rest / 12,
-            rest % 12 * 5
+            minute / 60,
+            minute % 60
         );
     }
     csv
@@ -157,8 +159,8 @@ fn eval_scores_every_method_and_finds_a_labelled_spike() {
     std::fs::create_dir_all(&data).expect("data folder");
     // Day 8 of 8, 12:00: point 7 * 288 + 144, inside the forecast part.
     let spike_at = 7 * 288 + 144;
-    std::fs::write(data.join("spiky.csv"), nab_csv(8, spike_at, 60.0)).expect("write csv");
-    std::fs::write(data.join("calm.csv"), nab_csv(6, 0, 0.0)).expect("write csv");
+    std::fs::write(data.join("spiky.csv"), nab_csv(5, 8, spike_at, 60.0)).expect("write csv");
+    std::fs::write(data.join("calm.csv"), nab_csv(5, 6, 0, 0.0)).expect("write csv");
     let labels = dir.path().join("windows.json");
     std::fs::write(
         &labels,
@@ -216,7 +218,7 @@ fn eval_scores_every_method_and_finds_a_labelled_spike() {
     assert_eq!(anomaly["detected"], 1, "{anomaly:#}");
     assert!(anomaly["nab_score"].as_f64().unwrap() > 0.0, "{anomaly:#}");
 
-    // The same run as tables.
+    // As tables, and with a global flag after the subcommand.
     let text = promcast(
         &dir.path().join("models"),
         &config,
@@ -225,12 +227,77 @@ fn eval_scores_every_method_and_finds_a_labelled_spike() {
             "--stride=24",
             "--horizons=1h",
             &data.join("calm.csv").display().to_string(),
+            "--log.level=warn",
         ],
     );
     assert!(text.status.success(), "{}", stderr(&text));
     let table = stdout(&text);
     assert!(row(&table, "seasonal_naive").len() == 2, "{table}");
-    assert!(table.contains("NAB score"), "{table}");
+    // Without --labels, no detection figures (the notes on how figures
+    // are computed stay whole).
+    let (figures, _) = table.split_once("How these are computed").expect("notes");
+    assert!(figures.contains("of points alarming"), "{table}");
+    for unasked in ["NAB score", "false alarms", "detected"] {
+        assert!(!figures.contains(unasked), "{unasked}: {table}");
+    }
+}
+
+#[test]
+fn eval_says_why_it_scores_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = dir.path().join("promcast.yml");
+    std::fs::write(
+        &config,
+        "model:\n  hidden: 8\n  max_epochs: 2\n  windows_per_epoch: 128\n  patience: 2\n",
+    )
+    .expect("write config");
+    let models = dir.path().join("models");
+
+    // Half-hourly points: 5m is no whole number of steps; 1h is scored.
+    let half_hourly = dir.path().join("half_hourly.csv");
+    std::fs::write(&half_hourly, nab_csv(30, 8, 0, 0.0)).expect("write csv");
+    let out = promcast(
+        &models,
+        &config,
+        &[
+            "eval",
+            "--stride=5",
+            "--horizons=5m,1h",
+            &half_hourly.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let reason = "5m is not a whole number of the file's 30m steps";
+    assert!(
+        table.contains(&format!("5m: no file scored: {reason}")),
+        "{table}"
+    );
+    let five = row(&table, "half_hourly.csv");
+    assert_eq!(five[1..], ["5m", "-", reason], "{table}");
+    // The file's next row, its name left blank.
+    let hour: Vec<&str> = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("1h "))
+        .unwrap_or_else(|| panic!("no 1h row in:\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert!(hour[1].parse::<usize>().is_ok_and(|n| n > 0), "{table}");
+
+    // With too little data nothing is scored: a reason, and a failure.
+    let short = dir.path().join("short.csv");
+    std::fs::write(&short, nab_csv(30, 1, 0, 0.0)).expect("write csv");
+    let out = promcast(
+        &models,
+        &config,
+        &["eval", "--horizons=1h", &short.display().to_string()],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing could be evaluated: short.csv: "),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

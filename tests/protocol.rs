@@ -628,6 +628,16 @@ limits:
         );
         assert_eq!(counted, 1.0, "{what} counted once under limit={label:?}");
     }
+    // Each refusal is logged at info, every limit a kind of its own.
+    let log = std::fs::read_to_string(&promcast.log).expect("read promcast's log");
+    for (what, _, _, _, field) in &cases {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("request refused") && l.contains(field)),
+            "{what}: no log line{}",
+            log_section(&promcast)
+        );
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::duration::PromDuration;
 use crate::eval::dataset::{self, Windows};
 use crate::eval::methods::Method;
 use crate::eval::{Evaluator, FileReport, NOTES, Phase, Report};
@@ -28,8 +29,17 @@ pub struct Request {
     pub jobs: usize,
 }
 
+/// Why `promcast eval` failed after printing its report.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// No file yielded a single score.
+    #[error("nothing could be evaluated: {0}")]
+    NothingScored(String),
+}
+
 /// Runs the back-test and prints the report to stdout; progress goes to
-/// stderr.
+/// stderr. Fails, after the report, when no file could be scored at any
+/// horizon.
 pub fn run(evaluator: &Evaluator, request: &Request) -> anyhow::Result<()> {
     let files = dataset::discover(&request.paths)?;
     let windows = request.labels.as_deref().map(Windows::read).transpose()?;
@@ -112,7 +122,65 @@ pub fn run(evaluator: &Evaluator, request: &Request) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&report));
     }
-    Ok(())
+    match nothing_scored(&report) {
+        Some(why) => Err(EvalError::NothingScored(why).into()),
+        None => Ok(()),
+    }
+}
+
+/// Why no file has a score at any horizon, or `None` where one has.
+fn nothing_scored(report: &Report) -> Option<String> {
+    let scored_nowhere = |f: &FileReport| {
+        f.error.is_some() || report.horizons.iter().all(|h| unscored(f, h).is_some())
+    };
+    if !report.files.iter().all(scored_nowhere) {
+        return None;
+    }
+    let first = report.files.first()?;
+    let why = first.error.clone().unwrap_or_else(|| {
+        report
+            .horizons
+            .iter()
+            .filter_map(|h| unscored(first, h))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    Some(match report.files.len() {
+        1 => format!("{}: {why}", first.file),
+        n => format!(
+            "{}: {why} (and {} more files; see the table above)",
+            first.file,
+            n - 1
+        ),
+    })
+}
+
+/// Why an evaluated file has no MASE at horizon `h`; `None` where it has
+/// one, and for a file that failed as a whole (its row says why).
+fn unscored(f: &FileReport, h: &str) -> Option<String> {
+    if f.error.is_some() {
+        return None;
+    }
+    match f.origins.get(h) {
+        None => Some(format!(
+            "{h} is not a whole number of the file's {} steps",
+            PromDuration::from_secs(f.step_s.unsigned_abs())
+        )),
+        Some(0) => Some(format!(
+            "no origin where every method forecast {h} ahead and the target was recorded (too short a forecast part, or too little history before it: mstl needs two days)"
+        )),
+        Some(_) if !f.mase_scale.is_some_and(|s| s > 0.0) => Some(
+            "no MASE: the training part (first 70 %) has no day-on-day change to scale errors by"
+                .to_owned(),
+        ),
+        Some(_) => None,
+    }
+}
+
+/// Whether anomaly windows were asked for (`--labels`) and found for any
+/// file.
+fn labelled(report: &Report) -> bool {
+    report.files.iter().any(|f| f.anomaly.is_some())
 }
 
 fn number(v: Option<f64>, digits: usize) -> String {
@@ -164,6 +232,18 @@ pub fn render(report: &Report) -> String {
         })
         .collect();
     out += &table(&header, &rows);
+    for h in &report.horizons {
+        let mut reasons: Vec<String> = report.files.iter().filter_map(|f| unscored(f, h)).collect();
+        reasons.sort();
+        reasons.dedup();
+        let scored = report
+            .files
+            .iter()
+            .any(|f| f.error.is_none() && unscored(f, h).is_none());
+        if !scored && !reasons.is_empty() {
+            out += &format!("{h}: no file scored: {}\n", reasons.join("; "));
+        }
+    }
 
     out += &format!(
         "\nLSTM interval coverage (nominal {:.0} %), all origins pooled:",
@@ -183,28 +263,41 @@ pub fn render(report: &Report) -> String {
         );
     }
     let a = &report.anomaly;
-    out += &format!(
-        "\n\nAnomaly scoring (anomaly_score > 1): {} of {} labelled windows detected ({}); {} false alarms in {:.1} days ({} per day); NAB score {} (standard profile); {} of points alarming\n",
-        a.totals.detected,
-        a.totals.windows,
-        percent(a.detected_share),
-        a.totals.false_alarms,
-        a.totals.days,
-        number(a.false_alarms_per_day, 2),
-        number(a.nab_score, 1),
-        percent(a.alarm_share),
-    );
+    let labelled = labelled(report);
+    out += &if labelled {
+        format!(
+            "\n\nAnomaly scoring (anomaly_score > 1): {} of {} labelled windows detected ({}); {} false alarms in {:.1} days ({} per day); NAB score {} (standard profile); {} of points alarming\n",
+            a.totals.detected,
+            a.totals.windows,
+            percent(a.detected_share),
+            a.totals.false_alarms,
+            a.totals.days,
+            number(a.false_alarms_per_day, 2),
+            number(a.nab_score, 1),
+            percent(a.alarm_share),
+        )
+    } else {
+        format!(
+            "\n\nAnomaly scoring (anomaly_score > 1): {} of points alarming (--labels scores alarms against labelled windows)\n",
+            percent(a.alarm_share),
+        )
+    };
 
     out += "\nPer file\n\n";
     let mut header = vec!["file", "horizon", "origins"];
     header.extend(Method::ALL.iter().map(|m| m.name()));
-    header.extend(["coverage", "windows", "detected", "false alarms"]);
+    header.push("coverage");
+    if labelled {
+        header.extend(["windows", "detected", "false alarms"]);
+    }
     let mut rows = Vec::new();
     for f in &report.files {
         if let Some(e) = &f.error {
             rows.push(vec![f.file.clone(), "-".into(), "-".into(), e.clone()]);
             continue;
         }
+        // A file's anomaly tallies go on its first scored row.
+        let mut anomaly = f.anomaly.as_ref().filter(|_| labelled);
         for (i, h) in report.horizons.iter().enumerate() {
             let mut row = vec![
                 if i == 0 {
@@ -215,6 +308,11 @@ pub fn render(report: &Report) -> String {
                 h.clone(),
                 f.origins.get(h).map_or("-".into(), ToString::to_string),
             ];
+            if let Some(why) = unscored(f, h) {
+                row.push(why);
+                rows.push(row);
+                continue;
+            }
             for m in Method::ALL {
                 row.push(number(
                     f.mase
@@ -226,11 +324,9 @@ pub fn render(report: &Report) -> String {
                 ));
             }
             row.push(percent(f.coverage.get(h).and_then(|c| c.share())));
-            let anomaly = f.anomaly.as_ref().filter(|_| i == 0);
-            row.extend(match anomaly {
-                Some(a) => [a.windows, a.detected, a.false_alarms].map(|n| n.to_string()),
-                None => [(); 3].map(|()| String::new()),
-            });
+            if let Some(a) = anomaly.take() {
+                row.extend([a.windows, a.detected, a.false_alarms].map(|n| n.to_string()));
+            }
             rows.push(row);
         }
     }

@@ -6,11 +6,18 @@ pub mod eval;
 pub mod forecast;
 pub mod train;
 
-/// Left-aligned text columns, a header row, and a rule under it.
+/// Left-aligned text columns, a header row, and a rule under it. The
+/// last cell of a row shorter than the header runs on over the columns it
+/// lacks (a reason instead of numbers) without widening its own.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        let sized = if row.len() < header.len() {
+            row.len().saturating_sub(1)
+        } else {
+            row.len()
+        };
+        for (w, cell) in widths.iter_mut().zip(&row[..sized]) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -52,6 +59,21 @@ mod tests {
         assert_eq!(
             t,
             "family       mae\n-----------  ----\ncpu          0.25\nmemory_used  1\n"
+        );
+    }
+
+    #[test]
+    fn a_short_rows_last_cell_runs_on() {
+        let t = table(
+            &["file", "a", "b"],
+            &[
+                vec!["x".into(), "1".into(), "2".into()],
+                vec!["y".into(), "not scored: too short".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "file  a  b\n----  -  -\nx     1  2\ny     not scored: too short\n"
         );
     }
 }

@@ -58,7 +58,7 @@ impl Default for Limits {
             max_request_bytes: crate::remote::codec::MAX_DECODED_BYTES,
             max_decoded_bytes: crate::remote::codec::MAX_DECODED_BYTES,
             max_queries_per_request: 64,
-            max_query_range: PromDuration::from_secs(31 * 86_400),
+            max_query_range: PromDuration::days(31),
             max_series_per_answer: 100_000,
             max_samples_per_answer: 50_000_000,
         }
@@ -262,8 +262,8 @@ impl Default for Defaults {
                 PromDuration::from_secs(6 * 3600),
             ],
             lookback: PromDuration::from_secs(3600),
-            train_window: PromDuration::from_secs(7 * 86_400),
-            retrain_interval: PromDuration::from_secs(86_400),
+            train_window: PromDuration::days(7),
+            retrain_interval: PromDuration::hours(24),
         }
     }
 }

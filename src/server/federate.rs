@@ -13,7 +13,7 @@ use crate::calendar::now_ms;
 use crate::forecast::SyntheticSeries;
 use crate::labels::{METRIC_NAME, parse_selector};
 
-use super::{AppState, HttpResponse, query_status, text};
+use super::{AppState, HttpResponse, query_failed, refuse, text};
 use crate::forecast::select::{self, Budget};
 
 /// Handles one federation scrape.
@@ -24,9 +24,11 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
             .map(|(_, v)| v.into_owned())
             .collect();
     if selectors.is_empty() {
-        return text(
+        return refuse(
+            state,
+            "selector",
             StatusCode::BAD_REQUEST,
-            "at least one match[] parameter is required, e.g. match[]={__name__=~\"predicted_.*\"}\n",
+            "at least one match[] parameter is required, e.g. match[]={__name__=~\"predicted_.*\"}",
         );
     }
     let now = now_ms();
@@ -36,11 +38,11 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> HttpResponse {
     for selector in &selectors {
         let matchers = match parse_selector(selector) {
             Ok(m) => m,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            Err(e) => return refuse(state, "selector", StatusCode::BAD_REQUEST, e),
         };
         match select::select(&state.ctx, &matchers, &[now], deadline, &mut budget).await {
             Ok(series) => all.extend(series),
-            Err(e) => return text(query_status(&e), format!("{selector}: {e}\n")),
+            Err(e) => return query_failed(state, &e, format_args!("{selector}: ")),
         }
     }
     all.sort_by(|a, b| a.labels.cmp(&b.labels));

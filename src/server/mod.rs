@@ -2,11 +2,13 @@
 //! metrics. The routes live in `remote_read`, `federate`, `admin` (probes,
 //! metrics, models API) and `status` (the HTML page, with `chart`); all of
 //! them reach synthetic series through [`crate::forecast::select`].
+//! Refused requests are logged through `refusals`.
 
 mod admin;
 pub mod auth;
 mod chart;
 mod federate;
+mod refusals;
 mod remote_read;
 mod status;
 
@@ -29,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limit;
 use crate::forecast::select::{Context, QueryError};
+use crate::series::SelectError;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +46,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Who may call the endpoints.
     pub auth: auth::Auth,
+    /// Log lines of refused requests, rate-limited.
+    refusals: refusals::Refusals,
 }
 
 impl AppState {
@@ -53,6 +58,7 @@ impl AppState {
             auth: auth::Auth::from_config(&ctx.config.web)?,
             ctx,
             ready: AtomicBool::new(false),
+            refusals: refusals::Refusals::new(refusals::INTERVAL),
         })
     }
 }
@@ -82,13 +88,43 @@ pub enum BodyError {
     Read(String),
 }
 
-/// The HTTP status that answers a query error.
-pub fn query_status(error: &QueryError) -> StatusCode {
-    match error {
-        QueryError::Select(_) | QueryError::Limit { .. } => StatusCode::BAD_REQUEST,
+/// A request refused for the client's mistake: answered with `reason`,
+/// and logged at info under `kind` (a limit's field, `horizon`,
+/// `selector`, `request`), at most once a minute per kind.
+pub fn refuse(
+    state: &AppState,
+    kind: &'static str,
+    status: StatusCode,
+    reason: impl std::fmt::Display,
+) -> HttpResponse {
+    let reason = reason.to_string();
+    state.refusals.log(kind, &reason);
+    text(status, format!("{reason}\n"))
+}
+
+/// The answer to a query that could not be answered, its reason after
+/// `context`: a refusal where the query asked too much or the impossible,
+/// a logged warning where promcast or its upstream failed.
+pub fn query_failed(
+    state: &AppState,
+    error: &QueryError,
+    context: impl std::fmt::Display,
+) -> HttpResponse {
+    let reason = format!("{context}{error}");
+    let status = match error {
+        QueryError::Select(
+            SelectError::BadHorizon { .. }
+            | SelectError::HorizonTooLong { .. }
+            | SelectError::ZeroHorizon,
+        ) => return refuse(state, "horizon", StatusCode::BAD_REQUEST, reason),
+        QueryError::Limit { limit, .. } => {
+            return refuse(state, limit.field(), StatusCode::BAD_REQUEST, reason);
+        }
         QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
         QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    };
+    tracing::warn!(error = %reason, "query failed");
+    text(status, format!("{reason}\n"))
 }
 
 /// Reads a request body of at most `limit` bytes.
@@ -109,7 +145,12 @@ pub fn over_limit(
     reason: impl std::fmt::Display,
 ) -> HttpResponse {
     state.ctx.metrics.limit_rejected(limit);
-    text(status, format!("{reason} ({})\n", limit.field()))
+    refuse(
+        state,
+        limit.field(),
+        status,
+        format!("{reason} ({})", limit.field()),
+    )
 }
 
 /// Health probes stay open: orchestrators call them without credentials,

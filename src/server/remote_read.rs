@@ -19,7 +19,7 @@ use crate::prompb::{self, read_request::ResponseType};
 use crate::remote::codec::{self, CodecError};
 use crate::remote::{frame, xor};
 
-use super::{AppState, BodyError, HttpResponse, over_limit, query_status, read_body, text};
+use super::{AppState, BodyError, HttpResponse, over_limit, query_failed, read_body, refuse};
 
 /// Spacing of synthetic samples when the query gives no step (subqueries,
 /// range functions): well inside Prometheus's 5-minute lookback.
@@ -30,10 +30,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
     if let Some(encoding) = req.headers().get(CONTENT_ENCODING)
         && !encoding.as_bytes().eq_ignore_ascii_case(b"snappy")
     {
-        return text(
+        return refuse(
+            state,
+            "request",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "unsupported Content-Encoding {encoding:?}: remote read bodies are snappy-compressed\n"
+                "unsupported Content-Encoding {encoding:?}: remote read bodies are snappy-compressed"
             ),
         );
     }
@@ -43,29 +45,29 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
         Err(e @ BodyError::TooLarge(_)) => {
             return over_limit(state, Limit::RequestBytes, StatusCode::PAYLOAD_TOO_LARGE, e);
         }
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => return refuse(state, "request", StatusCode::BAD_REQUEST, e),
     };
     let request: prompb::ReadRequest = match codec::decode(&body, limits.max_decoded_bytes) {
         Ok(r) => r,
         Err(e @ CodecError::TooLarge { .. }) => {
             return over_limit(state, Limit::DecodedBytes, StatusCode::PAYLOAD_TOO_LARGE, e);
         }
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => return refuse(state, "request", StatusCode::BAD_REQUEST, e),
     };
     if let Err((limit, reason)) = check_limits(limits, &request) {
         return over_limit(state, limit, StatusCode::BAD_REQUEST, reason);
     }
     let response_type = match negotiate(&request.accepted_response_types) {
         Ok(t) => t,
-        Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return refuse(state, "request", StatusCode::BAD_REQUEST, reason),
     };
     let deadline = Instant::now() + limits.request_timeout.to_std();
     let mut budget = Budget::new(limits);
     let mut answers = Vec::with_capacity(request.queries.len());
     for (i, q) in request.queries.iter().enumerate() {
-        match answer(state, q, deadline, &mut budget).await {
+        match answer(state, i, q, deadline, &mut budget).await {
             Ok(series) => answers.push(series),
-            Err((status, reason)) => return text(status, format!("query {i}: {reason}\n")),
+            Err(refused) => return refused,
         }
     }
     let (body, content_type, encoding) = match response_type {
@@ -162,26 +164,37 @@ fn negotiate(accepted: &[i32]) -> Result<ResponseType, String> {
     accepted
         .iter()
         .find_map(|t| ResponseType::try_from(*t).ok())
-        .ok_or_else(|| format!("none of the accepted response types {accepted:?} is supported (promcast answers SAMPLES and STREAMED_XOR_CHUNKS)\n"))
+        .ok_or_else(|| format!("none of the accepted response types {accepted:?} is supported (promcast answers SAMPLES and STREAMED_XOR_CHUNKS)"))
 }
 
+/// Answers query `i` of a request, or the response that refuses it.
 async fn answer(
     state: &AppState,
+    i: usize,
     q: &prompb::Query,
     deadline: Instant,
     budget: &mut Budget,
-) -> Result<Vec<SyntheticSeries>, (StatusCode, String)> {
+) -> Result<Vec<SyntheticSeries>, HttpResponse> {
     let matchers = q
         .matchers
         .iter()
         .map(Matcher::from_proto)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| {
+            refuse(
+                state,
+                "selector",
+                StatusCode::BAD_REQUEST,
+                format!("query {i}: {e}"),
+            )
+        })?;
     if q.end_timestamp_ms < q.start_timestamp_ms {
-        return Err((
+        return Err(refuse(
+            state,
+            "request",
             StatusCode::BAD_REQUEST,
             format!(
-                "end {} is before start {}",
+                "query {i}: end {} is before start {}",
                 q.end_timestamp_ms, q.start_timestamp_ms
             ),
         ));
@@ -194,13 +207,7 @@ async fn answer(
     );
     select::select(&state.ctx, &matchers, &times, deadline, budget)
         .await
-        .map_err(|e| {
-            let status = query_status(&e);
-            if status.is_server_error() {
-                tracing::warn!(error = %e, "remote read query failed");
-            }
-            (status, e.to_string())
-        })
+        .map_err(|e| query_failed(state, &e, format_args!("query {i}: ")))
 }
 
 /// The spacing of synthetic samples for a query: the range query's step
