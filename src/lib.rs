@@ -4,9 +4,11 @@
 //! on demand from the source metric's history.
 //!
 //! The data path reads top to bottom: [`server`] decodes a request
-//! ([`remote::codec`]), resolves synthetic names ([`series`], [`labels`]), fetches
-//! history ([`upstream`]), runs the family's predictor ([`forecast`],
-//! [`model`]) and encodes the answer.
+//! ([`remote`]), resolves synthetic names ([`series`], [`labels`]) and
+//! hands them to [`forecast::select`], which fetches history
+//! ([`upstream`]) and runs the family's predictor ([`forecast`],
+//! [`model`]); [`server`] encodes the answer ([`remote`] again). The
+//! terminal commands ([`commands`]) stand on [`forecast::select`] too.
 //!
 //! No unsafe code here: the one unsafe call (a CPU-feature-checked SIMD
 //! kernel) lives, documented, in the `lstm-cpu` crate.

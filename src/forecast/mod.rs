@@ -7,6 +7,12 @@
 //! `g = floor(t / step) · step <= t`, read `h + (t − g)` ahead, so it only
 //! uses samples at or before `t` (the convention of `predict_linear`), and
 //! anchors are shared and cached across queries and evaluation times.
+//!
+//! An evaluation runs in three phases: `plan` (each series' grid, the
+//! anchors its outputs read, cache look-ups), the model over every pass
+//! still missing ([`evaluate`]), and `read` (outputs off the anchors).
+//! [`select`] is the query core above it, [`registry`] and [`training`]
+//! keep the models it runs.
 
 mod baseline;
 mod cache;
