@@ -41,18 +41,11 @@ pub fn fit(
 ) -> Result<(ModelMeta, LstmNet), TrainError> {
     let (start, end) = span;
     let step = choose_step(plan.step_ms, source_spacing(history), plan.max_horizon_ms);
-    let first = history
+    let (first, last) = history
         .iter()
-        .filter_map(|s| s.samples.first())
-        .map(|s| s.0)
-        .min()
-        .unwrap_or(end);
-    let last = history
-        .iter()
-        .filter_map(|s| s.samples.last())
-        .map(|s| s.0)
-        .max()
-        .unwrap_or(end);
+        .filter_map(|s| Some((s.samples.first()?.0, s.samples.last()?.0)))
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+        .unwrap_or((end, end));
     let shape = Shape::for_step(step, plan.lookback_ms, plan.max_horizon_ms, last - first);
     let grids: Vec<Grid> = history
         .iter()
