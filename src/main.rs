@@ -13,10 +13,11 @@ use clap::Parser;
 
 use promcast::config::Config;
 use promcast::duration::PromDuration;
+use promcast::forecast::select;
 use promcast::model::Backend;
 use promcast::server::{self, AppState};
 use promcast::telemetry::{self, LogFormat};
-use promcast::{app, commands, eval, tls};
+use promcast::{app, calendar, commands, eval, tls};
 /// How long background work gets to finish after the server has drained.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often readiness re-probes an upstream that has not answered yet.
@@ -55,7 +56,8 @@ struct Cli {
     #[arg(long = "upstream.url", value_name = "URL", global = true)]
     upstream_url: Option<url::Url>,
 
-    /// Directory where trained models are saved and loaded at start.
+    /// Directory where trained models are saved and loaded at start (the
+    /// embedded demo's in its demo/ folder).
     #[arg(
         long = "model.dir",
         value_name = "DIR",
@@ -115,6 +117,15 @@ enum Command {
         /// Forecast origin (RFC 3339 or Unix seconds); default now.
         #[arg(long)]
         at: Option<String>,
+    },
+    /// Delete families' saved models from --model.dir (from its demo/
+    /// folder without an upstream): a family no longer wanted, one to
+    /// train afresh, or models left over from another upstream. A running
+    /// server keeps what it has loaded until it restarts.
+    Forget {
+        /// Families to forget.
+        #[arg(value_name = "FAMILY", required = true)]
+        families: Vec<String>,
     },
     /// Back-test forecasts and anomaly scores on recorded series (CSV
     /// files of `timestamp,value`, NAB's format) by rolling origin: the
@@ -192,6 +203,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Forecast { selector, at }) => {
             commands::forecast::run(&*build()?, &selector, at.as_deref()).await
         }
+        Some(Command::Forget { families }) => {
+            commands::forget::run(&app::model_dir(&config, &cli.model_dir), &families)
+        }
         Some(Command::Eval(args)) => {
             let settings = eval::Settings {
                 horizons: args.horizons,
@@ -232,7 +246,7 @@ async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
         tls = tls.is_some(),
         auth = state.auth.enabled(),
         backend = %cli.backend,
-        model_dir = %cli.model_dir.display(),
+        model_dir = %app::model_dir(&config, &cli.model_dir).display(),
         "promcast listening"
     );
     server::serve(listener, state, tls, shutdown_signal()).await;
@@ -253,10 +267,44 @@ fn spawn_readiness(state: Arc<AppState>) {
         }
         state.ready.store(true, Ordering::Relaxed);
         tracing::info!("upstream answered: ready");
+        check_expressions(&state.ctx).await;
         for family in state.ctx.upstream.builtin_families() {
             state.ctx.registry.ensure_trained(&family);
         }
     });
+}
+
+/// Asks the upstream to evaluate each configured expression once, so that
+/// one it refuses (an unknown function, a type error: what the check at
+/// load leaves to it) shows at start, in the log and as the upstream's last
+/// error on the status page, rather than at the family's first query.
+async fn check_expressions(ctx: &select::Context) {
+    let now = calendar::now_ms();
+    for (i, series) in ctx.config.series.iter().enumerate() {
+        let Some(expr) = &series.expr else {
+            continue;
+        };
+        let source = ctx.registry.source(&series.name);
+        if let Err(e) = ctx.upstream.fetch(source, &[], now, now).await {
+            let field = format!("series[{i}].expr");
+            if e.is_refusal() {
+                tracing::error!(
+                    field = %field,
+                    family = %series.name,
+                    expr = %expr,
+                    error = %e,
+                    "the upstream refuses this expression: the family cannot be forecast"
+                );
+            } else {
+                tracing::warn!(
+                    field = %field,
+                    family = %series.name,
+                    error = %e,
+                    "could not check this expression with the upstream"
+                );
+            }
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

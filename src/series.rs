@@ -11,6 +11,13 @@ use crate::labels::{METRIC_NAME, MatchOp, Matcher};
 /// The label carrying a forecast's horizon.
 pub const HORIZON_LABEL: &str = "horizon";
 
+/// A label that only routes a selector to promcast: matchers on it are
+/// ignored, and answers do not carry it. Prometheus's
+/// `remote_read.required_matchers: {promcast: "true"}` then asks promcast
+/// only for selectors that carry `promcast="true"`, so that every other
+/// query is spared a round trip, and a warning while promcast is down.
+pub const ROUTING_LABEL: &str = "promcast";
+
 /// What a synthetic series holds for its source series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SeriesKind {
@@ -150,7 +157,8 @@ pub trait Catalog {
 }
 
 /// Resolves a selector's matchers into the synthetic outputs it selects,
-/// grouped by family. Non-synthetic selectors resolve to nothing.
+/// grouped by family. Non-synthetic selectors resolve to nothing, and
+/// matchers on [`ROUTING_LABEL`] are dropped.
 pub fn resolve(matchers: &[Matcher], catalog: &dyn Catalog) -> Result<Vec<Selection>, SelectError> {
     let (name_matchers, rest): (Vec<&Matcher>, Vec<&Matcher>) =
         matchers.iter().partition(|m| m.name() == METRIC_NAME);
@@ -178,8 +186,10 @@ pub fn resolve(matchers: &[Matcher], catalog: &dyn Catalog) -> Result<Vec<Select
                 .push(kind);
         }
     }
-    let (horizon_matchers, source_matchers): (Vec<&Matcher>, Vec<&Matcher>) =
-        rest.into_iter().partition(|m| m.name() == HORIZON_LABEL);
+    let (horizon_matchers, source_matchers): (Vec<&Matcher>, Vec<&Matcher>) = rest
+        .into_iter()
+        .filter(|m| m.name() != ROUTING_LABEL)
+        .partition(|m| m.name() == HORIZON_LABEL);
     let mut selections = Vec::new();
     for (family, mut kinds) in kinds_by_family {
         kinds.sort();
@@ -424,6 +434,59 @@ mod tests {
         .unwrap();
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].family, "cpu");
+    }
+
+    /// The recipe of `required_matchers: {promcast: "true"}`: the routing
+    /// matcher reaches promcast with every selector that carries it, and
+    /// must neither select source series nor filter the answers.
+    #[test]
+    fn routing_matchers_are_ignored() {
+        let routed = resolve(
+            &[
+                m("__name__", "=", "predicted_cpu"),
+                m("promcast", "=", "true"),
+                m("horizon", "=", "1h"),
+                m("instance", "=", "a"),
+            ],
+            &Fixed,
+        )
+        .unwrap();
+        let plain = resolve(
+            &[
+                m("__name__", "=", "predicted_cpu"),
+                m("horizon", "=", "1h"),
+                m("instance", "=", "a"),
+            ],
+            &Fixed,
+        )
+        .unwrap();
+        assert_eq!(labels_of(&routed[0]), labels_of(&plain[0]));
+        let names = |s: &Selection| -> Vec<String> {
+            s.source_matchers
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&routed[0]), ["instance"]);
+        assert_eq!(names(&routed[0]), names(&plain[0]));
+        let anomalies = resolve(
+            &[
+                m("__name__", "=~", "anomaly_score_.+"),
+                m("promcast", "=", "true"),
+            ],
+            &Fixed,
+        )
+        .unwrap();
+        assert_eq!(anomalies.len(), 2);
+        assert!(anomalies.iter().all(|s| s.source_matchers.is_empty()));
+        assert!(
+            resolve(
+                &[m("__name__", "=", "up"), m("promcast", "=", "true")],
+                &Fixed
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The operator commands as a terminal runs them: `promcast train` and
-//! `promcast forecast` on the embedded demo upstream, and `promcast eval`
-//! on recorded series written by the test.
+//! The operator commands as a terminal runs them: `promcast train`,
+//! `promcast forecast` and `promcast forget` on the embedded demo
+//! upstream, and `promcast eval` on recorded series written by the test.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -88,7 +88,21 @@ fn train_then_forecast_from_the_saved_model() {
     let text = stdout(&trained);
     let cells = row(&text, family);
     assert_eq!(&cells[1..3], ["trained", "1"], "{text}");
-    assert!(models.join(format!("{family}.json")).is_file());
+    // The demo's models live apart: a real upstream over the same
+    // --model.dir neither loads nor forgets them.
+    let saved = format!("{family}.json");
+    assert!(models.join("demo").join(&saved).is_file());
+    assert!(!models.join(&saved).exists());
+    let real = promcast(
+        &models,
+        &config,
+        &["forget", family, "--upstream.url=http://127.0.0.1:9"],
+    );
+    assert!(
+        !real.status.success() && stderr(&real).contains("no saved model"),
+        "{}",
+        stderr(&real)
+    );
 
     let after = promcast(&models, &config, &["forecast", family]);
     assert!(after.status.success(), "{}", stderr(&after));
@@ -100,6 +114,24 @@ fn train_then_forecast_from_the_saved_model() {
     // All three demo instances, three horizons each.
     let rows = text.lines().filter(|l| l.starts_with(family)).count();
     assert_eq!(rows, 1 + 9, "{text}");
+
+    // Forgotten, the family is back to the baseline; forgotten twice, an error.
+    let forgot = promcast(&models, &config, &["forget", family]);
+    assert!(forgot.status.success(), "{}", stderr(&forgot));
+    assert!(stdout(&forgot).contains(&saved), "{}", stdout(&forgot));
+    assert!(!models.join("demo").join(&saved).exists());
+    let again = promcast(&models, &config, &["forecast", family]);
+    assert!(
+        stdout(&again).contains("seasonal baseline"),
+        "{}",
+        stdout(&again)
+    );
+    let twice = promcast(&models, &config, &["forget", family]);
+    assert!(
+        !twice.status.success() && stderr(&twice).contains("no saved model"),
+        "{}",
+        stderr(&twice)
+    );
 }
 
 #[test]

@@ -7,10 +7,15 @@
 //! the synthetic `predicted_*` and `anomaly_score_*` series, that the LSTM
 //! beats a flat forecast once trained, that plain queries are untouched, and
 //! that a restarted promcast reloads its model instead of retraining.
+//!
+//! Two shorter scenarios on an empty Prometheus check the README's
+//! `required_matchers` recipe for a stopped promcast, and that a configured
+//! expression Prometheus refuses is reported when promcast starts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use promcast::calendar::now_ms;
 use promcast::prompb;
 use serde_json::Value;
 
@@ -32,7 +37,7 @@ mod common {
 use common::family::{METRIC, PREDICTED};
 use common::harness::{Harness, two_ports};
 use common::http::http_client;
-use common::process::require_binary;
+use common::process::{require_binary, spawn_promcast};
 use common::prometheus::{Answer, PROMETHEUS_BIN, PROMTOOL_BIN, Series};
 use common::remote_read::{
     MATCH_EQ, SAMPLES, STREAMED, decode_samples_answer, decode_streamed_answer, matcher,
@@ -152,6 +157,108 @@ async fn forecasts_anomalies_and_restart_through_real_prometheus() {
 
     // 11. A restart reloads the persisted model instead of retraining.
     check_restart_reuses_model(&mut h, &model, end).await;
+}
+
+// ---------------------------------------------------------------------------
+// Short scenarios on an empty Prometheus
+// ---------------------------------------------------------------------------
+
+/// The README's recipe for a stopped promcast: with `required_matchers:
+/// {promcast: "true"}` Prometheus asks promcast only for selectors that
+/// carry the label, so while promcast is down every other query (even
+/// `up`) answers without a warning; once promcast is up it answers the
+/// labelled selectors as if the label were not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn required_matchers_spare_other_queries_a_stopped_promcast() {
+    require_binary(PROMETHEUS_BIN);
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path().to_path_buf();
+    let (prom_port, promcast_port) = two_ports();
+    let mut h = Harness::new(dir.clone(), prom_port, promcast_port);
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+remote_read:
+  - url: {url}/api/v1/read
+    read_recent: true
+    required_matchers:
+      promcast: "true"
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ['127.0.0.1:{prom_port}']
+"#,
+        url = h.promcast_url()
+    );
+    h.start_prometheus_with(&config, &dir.join("tsdb"));
+    h.wait_prometheus_ready().await;
+    let routed = "predicted_demo_cpu_usage_percent{promcast=\"true\", horizon=\"1h\"}";
+
+    // promcast is down: only the selector with the label reaches it.
+    let now = now_ms() / 1000;
+    for query in ["up", "predicted_demo_cpu_usage_percent{horizon=\"1h\"}"] {
+        let answer = h.instant(query, now).await;
+        h.assert_no_warnings(query, &answer);
+    }
+    let answer = h.instant(routed, now).await;
+    assert!(
+        !answer.warnings.is_empty() && answer.series.is_empty(),
+        "{routed} must reach the stopped promcast: {answer:?}{}",
+        h.diag()
+    );
+
+    // promcast is up, on its demo: the labelled selector is answered.
+    h.promcast = Some(spawn_promcast(
+        &dir,
+        promcast_port,
+        None,
+        "",
+        &dir.join("promcast.log"),
+    ));
+    h.wait_promcast_up().await;
+    let answer = h.instant_series(routed, now_ms() / 1000, 3).await;
+    for series in &answer.series {
+        assert!(
+            series.labels.get("horizon").map(String::as_str) == Some("1h")
+                && !series.labels.contains_key("promcast"),
+            "{series:?}"
+        );
+    }
+    let answer = h.instant("up", now_ms() / 1000).await;
+    h.assert_no_warnings("up", &answer);
+}
+
+/// A configured expression that Prometheus refuses (`rate` of an instant
+/// vector: a type error, beyond the check at load) is reported by field
+/// when promcast starts, not at the family's first query.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expression_the_upstream_refuses_is_reported_at_start() {
+    require_binary(PROMETHEUS_BIN);
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path().to_path_buf();
+    let (prom_port, promcast_port) = two_ports();
+    let mut h = Harness::new(dir.clone(), prom_port, promcast_port);
+    h.start_prometheus_with("global:\n  scrape_interval: 15s\n", &dir.join("tsdb"));
+    h.wait_prometheus_ready().await;
+    h.start_promcast_with(
+        "series:\n  - name: fine\n    expr: up\n  - name: broken\n    expr: rate(up)\n",
+    );
+    h.wait_promcast_up().await;
+    let log = h.promcast.as_ref().expect("promcast started").log.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("refuses this expression") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let line = text
+        .lines()
+        .find(|l| l.contains("refuses this expression"))
+        .unwrap_or_else(|| panic!("no refusal logged at start{}", h.diag()));
+    assert!(line.contains("series[1].expr"), "{line}");
+    assert!(!text.contains("series[0].expr"), "{text}");
 }
 
 /// Step 3b: the reference check of the chunk codec against a real

@@ -1,9 +1,10 @@
 //! Operator commands run from a terminal instead of serving: `promcast
-//! train`, `promcast forecast` and `promcast eval`. They use the same
-//! wiring, models and data path as the server.
+//! train`, `promcast forecast`, `promcast forget` and `promcast eval`. They
+//! use the same wiring, models and data path as the server.
 
 pub mod eval;
 pub mod forecast;
+pub mod forget;
 pub mod train;
 
 /// Left-aligned text columns, a header row, and a rule under it. The

@@ -1,6 +1,8 @@
 //! promcast's YAML configuration: every field optional, Prometheus-style
 //! durations, unknown fields rejected, errors that name the field and line.
 
+pub mod expr;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::PromDuration;
 use crate::model::train::TrainConfig;
 use crate::series::{is_metric_name, is_synthetic};
+use expr::Expr;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -276,9 +279,9 @@ pub struct SeriesConfig {
     /// for `expr` (`predicted_<name>`).
     pub name: String,
     /// PromQL expression evaluated with `/api/v1/query_range` instead of
-    /// reading the metric `name`.
+    /// reading the metric `name`, checked as it loads (see [`expr`]).
     #[serde(default)]
-    pub expr: Option<String>,
+    pub expr: Option<Expr>,
     /// Overrides `defaults.step`.
     #[serde(default)]
     pub step: Option<PromDuration>,
@@ -434,9 +437,6 @@ impl Config {
             }
             if self.series[..i].iter().any(|o| o.name == s.name) {
                 return Err((field("name"), format!("{:?} is configured twice", s.name)));
-            }
-            if s.expr.as_deref().is_some_and(|e| e.trim().is_empty()) {
-                return Err((field("expr"), "must not be empty".into()));
             }
             if let Some(step) = s.step {
                 positive(&field("step"), step)?;

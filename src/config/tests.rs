@@ -74,6 +74,24 @@ fn errors_name_the_field_and_line() {
     assert!(err.contains("model.hidden"), "{err}");
 }
 
+/// A broken expression is refused when the configuration loads, by field
+/// and line, and so is one that would read promcast's own answers back.
+#[test]
+fn expressions_are_checked_at_load() {
+    for (expr, reason) in [
+        ("''", "must not be empty"),
+        ("'rate(x[5m]'", "unclosed '('"),
+        ("'x{job=\"a}'", "unterminated quoted string"),
+        ("predicted_x", "synthetic series \"predicted_x\""),
+    ] {
+        let text = format!("series:\n  - name: ok\n  - name: fam\n    expr: {expr}\n");
+        let err = Config::parse(&text, "cfg.yml").unwrap_err().to_string();
+        for part in ["cfg.yml", "series[1].expr", reason, "line 4"] {
+            assert!(err.contains(part), "{expr}: {part:?} missing from {err}");
+        }
+    }
+}
+
 /// Every field path of a configuration, `series[].name` style, from a
 /// configuration with every optional part filled in.
 fn field_paths() -> Vec<String> {
@@ -97,7 +115,7 @@ fn field_paths() -> Vec<String> {
     c.web.basic_auth = c.upstream.basic_auth.clone();
     c.series.push(SeriesConfig {
         name: "m".into(),
-        expr: Some("m".into()),
+        expr: Some("m".parse().unwrap()),
         step: None,
         horizons: None,
     });

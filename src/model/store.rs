@@ -204,6 +204,49 @@ pub fn list(dir: &Path) -> Vec<String> {
     families
 }
 
+/// Deletes a family's saved model: its metadata and weights, and those
+/// moved aside as corrupt. Returns the names of the files removed, none
+/// when nothing was saved. The metadata goes first: a removal cut short
+/// leaves no model that would load.
+pub fn remove(dir: &Path, family: &str) -> Result<Vec<String>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| is_file_of(name, family))
+        .collect();
+    let meta = format!("{family}.json");
+    names.sort_by(|a, b| (!a.starts_with(&meta), a).cmp(&(!b.starts_with(&meta), b)));
+    for name in &names {
+        let path = dir.join(name);
+        fs::remove_file(&path).map_err(io(&path))?;
+    }
+    Ok(names)
+}
+
+/// Whether `file` is one of `family`'s model files: `<family>.json` or
+/// `<family>.v<version>.bpk`, either perhaps with `.corrupt` appended.
+/// Family names are metric names, which have no dots, so another family's
+/// files never match.
+fn is_file_of(file: &str, family: &str) -> bool {
+    let Some(rest) = file
+        .strip_prefix(family)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return false;
+    };
+    let rest = rest.strip_suffix(".corrupt").unwrap_or(rest);
+    rest == "json"
+        || rest
+            .strip_prefix('v')
+            .and_then(|r| r.strip_suffix(".bpk"))
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Moves a family's unusable model files aside (suffix `.corrupt`) so the
 /// family retrains, keeping them for inspection.
 pub fn quarantine(dir: &Path, family: &str) {
@@ -309,6 +352,40 @@ pub(crate) mod tests {
         quarantine(dir.path(), "cpu");
         assert!(list(dir.path()).is_empty());
         assert!(dir.path().join("cpu.v2.bpk.corrupt").exists());
+    }
+
+    /// Removing a family deletes its files, those moved aside included,
+    /// and no other family's.
+    #[test]
+    fn remove_deletes_one_familys_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let (spec, net) = saved_net(dir.path(), 4, &device);
+        save(dir.path(), &net, meta(spec, 2)).unwrap();
+        quarantine(dir.path(), "cpu");
+        save(dir.path(), &net, meta(spec, 3)).unwrap();
+        let mut other = meta(spec, 1);
+        other.family = "cpu_busy".into();
+        save(dir.path(), &net, other).unwrap();
+
+        let removed = remove(dir.path(), "cpu").unwrap();
+        assert_eq!(
+            removed,
+            [
+                "cpu.json",
+                "cpu.json.corrupt",
+                "cpu.v2.bpk.corrupt",
+                "cpu.v3.bpk"
+            ]
+        );
+        assert_eq!(list(dir.path()), ["cpu_busy"]);
+        assert!(load(dir.path(), "cpu_busy", &device).is_ok());
+        assert!(remove(dir.path(), "cpu").unwrap().is_empty());
+        assert!(
+            remove(&dir.path().join("absent"), "cpu")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// An older model is refused for its format, by name, though its

@@ -4,12 +4,40 @@
 
 use std::fmt::Write as _;
 
+use crate::duration::PromDuration;
+
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 8.0;
 const BOTTOM: f64 = 22.0;
+
+/// Shortest span of time a chart covers: a few minutes of history must
+/// not be stretched over the whole width, nor one sample over none.
+const MIN_SPAN_MS: i64 = 15 * 60_000;
+/// Most time ticks: at this many, their labels still do not overlap.
+const MAX_TICKS: i64 = 8;
+/// Spacings of the time ticks, shortest first; the chart takes the
+/// shortest that gives at most `MAX_TICKS`.
+const TICK_SPACINGS_MS: [i64; 13] = [
+    60_000,
+    5 * 60_000,
+    10 * 60_000,
+    15 * 60_000,
+    30 * 60_000,
+    3_600_000,
+    2 * 3_600_000,
+    3 * 3_600_000,
+    6 * 3_600_000,
+    12 * 3_600_000,
+    24 * 3_600_000,
+    2 * 24 * 3_600_000,
+    7 * 24 * 3_600_000,
+];
+/// A line of fewer points also gets a dot at each, so that a forecast
+/// of one or two points (short history) still shows.
+const DOTS_BELOW: usize = 4;
 
 /// What one chart shows; times in unix ms.
 pub struct Chart<'a> {
@@ -31,9 +59,8 @@ impl Chart<'_> {
             .actual
             .iter()
             .map(|p| p.0)
-            .chain(self.forecast.iter().map(|p| p.0))
-            .chain([self.now_ms]);
-        let (t0, t1) = bounds(times.map(|t| t as f64))?;
+            .chain(self.forecast.iter().map(|p| p.0));
+        let (t0, t1) = time_span(times, self.now_ms);
         let values = self
             .actual
             .iter()
@@ -45,7 +72,7 @@ impl Chart<'_> {
         if self.actual.is_empty() && self.forecast.is_empty() {
             return None;
         }
-        let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (WIDTH - LEFT - RIGHT);
+        let x = |t: i64| LEFT + (t - t0) as f64 / (t1 - t0) as f64 * (WIDTH - LEFT - RIGHT);
         let y = |v: f64| TOP + (v1 - v) / (v1 - v0) * (HEIGHT - TOP - BOTTOM);
         let mut out = format!(
             r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img">"#
@@ -55,16 +82,29 @@ impl Chart<'_> {
             let lower = self.band.iter().rev().map(|b| (x(b.0), y(b.1)));
             let _ = write!(
                 out,
-                r##"<polygon class="band" fill="#9ecae1" fill-opacity="0.5" stroke="none" points="{}"/>"##,
+                r##"<polygon class="band" fill="#9ecae1" fill-opacity="0.5" stroke="#9ecae1" stroke-width="1" points="{}"/>"##,
                 points(upper.chain(lower))
             );
         }
         let line = |class: &str, colour: &str, dash: &str, data: &[(i64, f64)]| {
-            let finite = data.iter().filter(|p| p.1.is_finite());
-            format!(
+            let finite: Vec<(f64, f64)> = data
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|p| (x(p.0), y(p.1)))
+                .collect();
+            let mut svg = format!(
                 r#"<polyline class="{class}" fill="none" stroke="{colour}" stroke-width="1.5"{dash} points="{}"/>"#,
-                points(finite.map(|p| (x(p.0), y(p.1))))
-            )
+                points(finite.iter().copied())
+            );
+            if finite.len() < DOTS_BELOW {
+                for (cx, cy) in finite {
+                    let _ = write!(
+                        svg,
+                        r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="2.5" fill="{colour}"/>"#
+                    );
+                }
+            }
+            svg
         };
         out.push_str(&line("actual", "#222", "", self.actual));
         out.push_str(&line(
@@ -86,21 +126,60 @@ impl Chart<'_> {
         };
         out.push_str(&label(LEFT - 4.0, TOP + 10.0, "end", &number(v1)));
         out.push_str(&label(LEFT - 4.0, HEIGHT - BOTTOM, "end", &number(v0)));
-        out.push_str(&label(now, HEIGHT - 6.0, "middle", "now"));
-        out.push_str(&label(
-            LEFT,
-            HEIGHT - 6.0,
-            "start",
-            &hours_from_now(t0, self.now_ms),
-        ));
-        out.push_str(&label(
-            WIDTH - RIGHT,
-            HEIGHT - 6.0,
-            "end",
-            &hours_from_now(t1, self.now_ms),
-        ));
+        for (t, text) in ticks(t0, t1, self.now_ms) {
+            let at = x(t);
+            // Labels at the edges stay inside the canvas.
+            let anchor = if at - LEFT < 16.0 {
+                "start"
+            } else if WIDTH - RIGHT - at < 16.0 {
+                "end"
+            } else {
+                "middle"
+            };
+            let _ = write!(
+                out,
+                r##"<line class="tick" x1="{at:.1}" x2="{at:.1}" y1="{:.1}" y2="{:.1}" stroke="#555" stroke-width="1"/>"##,
+                HEIGHT - BOTTOM,
+                HEIGHT - BOTTOM + 3.0
+            );
+            out.push_str(&label(at, HEIGHT - 6.0, anchor, &text));
+        }
         out.push_str("</svg>");
         Some(out)
+    }
+}
+
+/// The time axis: from the earliest of `times` and `now_ms` to the
+/// latest, at least `MIN_SPAN_MS` long (widened into the past).
+fn time_span(times: impl Iterator<Item = i64>, now_ms: i64) -> (i64, i64) {
+    let (t0, t1) = times.fold((now_ms, now_ms), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    (t0.min(t1 - MIN_SPAN_MS), t1)
+}
+
+/// Time ticks within `[t0, t1]` and their labels: whole multiples of the
+/// shortest spacing that leaves at most `MAX_TICKS`, counted from now, so
+/// that "now" is one of them and each label is a round offset ("-30m",
+/// "+1h").
+fn ticks(t0: i64, t1: i64, now_ms: i64) -> Vec<(i64, String)> {
+    let span = t1 - t0;
+    let spacing = TICK_SPACINGS_MS
+        .into_iter()
+        .find(|s| span / s < MAX_TICKS)
+        .unwrap_or(TICK_SPACINGS_MS[TICK_SPACINGS_MS.len() - 1]);
+    let first = -(now_ms - t0).div_euclid(spacing);
+    let last = (t1 - now_ms).div_euclid(spacing);
+    (first..=last)
+        .map(|k| (now_ms + k * spacing, offset_label(k * spacing)))
+        .collect()
+}
+
+/// An offset from now as a tick label: "now", "-15m", "+1h30m".
+fn offset_label(offset_ms: i64) -> String {
+    let length = PromDuration::from_millis(offset_ms.unsigned_abs());
+    match offset_ms.signum() {
+        0 => "now".to_owned(),
+        -1 => format!("-{length}"),
+        _ => format!("+{length}"),
     }
 }
 
@@ -143,15 +222,6 @@ fn number(v: f64) -> String {
         "{}{suffix}",
         text.trim_end_matches('0').trim_end_matches('.')
     )
-}
-
-fn hours_from_now(t: f64, now_ms: i64) -> String {
-    let hours = (t - now_ms as f64) / 3_600_000.0;
-    if hours.abs() < 0.05 {
-        "now".to_owned()
-    } else {
-        format!("{hours:+.1}h")
-    }
 }
 
 #[cfg(test)]
@@ -218,6 +288,81 @@ mod tests {
         .svg()
         .unwrap();
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
+
+    /// The time labels of a chart, left to right.
+    fn tick_labels(actual: &[(i64, f64)], forecast: &[(i64, f64)], now_ms: i64) -> Vec<String> {
+        let svg = Chart {
+            actual,
+            forecast,
+            band: &[],
+            now_ms,
+        }
+        .svg()
+        .unwrap();
+        svg.split(r#"text-anchor=""#)
+            .skip(3)
+            .filter_map(|s| s.split_once('>')?.1.split_once('<'))
+            .map(|(text, _)| text.to_owned())
+            .collect()
+    }
+
+    /// Ticks follow the span the chart shows: minutes for a few minutes of
+    /// history, hours for hours, each label once, "now" among them.
+    #[test]
+    fn time_ticks_fit_the_span() {
+        let now = 1_700_000_000_000;
+        let minute = 60_000;
+        let samples = |from: i64, to: i64, every: i64| -> Vec<(i64, f64)> {
+            (0..=(to - from) / every)
+                .map(|i| (from + i * every, 1.0))
+                .collect()
+        };
+        // Three minutes of history, no forecast yet: the 15-minute minimum.
+        let short = samples(now - 3 * minute, now, 15_000);
+        assert_eq!(
+            tick_labels(&short, &[], now),
+            ["-15m", "-10m", "-5m", "now"]
+        );
+        // One sample: still a span, not a point.
+        assert_eq!(
+            tick_labels(&[(now, 1.0)], &[], now),
+            ["-15m", "-10m", "-5m", "now"]
+        );
+        // Five minutes of history and its forecast an hour ahead.
+        let ahead = samples(now + 55 * minute, now + 60 * minute, 5 * minute);
+        assert_eq!(
+            tick_labels(&samples(now - 5 * minute, now, 15_000), &ahead, now),
+            ["now", "+10m", "+20m", "+30m", "+40m", "+50m", "+1h"]
+        );
+        // Six hours of history and a forecast an hour ahead.
+        let day = samples(now - 6 * 60 * minute, now, 5 * minute);
+        let hour = samples(now - 4 * 60 * minute, now + 60 * minute, 5 * minute);
+        assert_eq!(
+            tick_labels(&day, &hour, now),
+            ["-6h", "-5h", "-4h", "-3h", "-2h", "-1h", "now", "+1h"]
+        );
+        // A forecast of 6 hours ahead: two-hour ticks.
+        let far = samples(now, now + 6 * 60 * minute, 5 * minute);
+        assert_eq!(
+            tick_labels(&day, &far, now),
+            ["-6h", "-4h", "-2h", "now", "+2h", "+4h", "+6h"]
+        );
+    }
+
+    /// A forecast of one point shows as a dot, and its band as a bar.
+    #[test]
+    fn a_one_point_forecast_is_visible() {
+        let svg = Chart {
+            actual: &[(0, 1.0), (60_000, 2.0)],
+            forecast: &[(3_600_000, 1.5)],
+            band: &[(3_600_000, 1.0, 2.0)],
+            now_ms: 60_000,
+        }
+        .svg()
+        .unwrap();
+        assert!(svg.contains(r#"<circle class="forecast""#), "{svg}");
+        assert!(svg.contains(r##"stroke="#9ecae1""##), "{svg}");
     }
 
     #[test]

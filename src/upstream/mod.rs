@@ -80,6 +80,18 @@ impl UpstreamError {
         "synthetic",
     ];
 
+    /// Whether the upstream refused the query itself (a PromQL syntax or
+    /// type error), rather than failing to answer it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Status {
+                status: 400 | 422,
+                ..
+            } | UpstreamError::Query(_)
+        )
+    }
+
     /// A short, bounded label for `/metrics`.
     pub fn kind(&self) -> &'static str {
         match self {
