@@ -140,6 +140,9 @@ fn bad_input_is_refused_with_a_reason() {
     let config = dir.path().join("promcast.yml");
     std::fs::write(&config, "").expect("write config");
     let models = dir.path().join("models");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let unreachable = format!("http://{}", closed.local_addr().expect("its address"));
+    drop(closed);
     for (args, reason) in [
         (&["forecast", "demo_cpu_usage_percent{"][..], "selector"),
         (
@@ -148,6 +151,12 @@ fn bad_input_is_refused_with_a_reason() {
         ),
         (&["forecast", "no_such_metric"][..], "no series"),
         (&["train", "no_such_metric"][..], "no series"),
+        // The upstream's own failure, as the server and `train` report it,
+        // not an empty answer.
+        (
+            &["forecast", "node_load1", "--upstream.url", &unreachable][..],
+            "upstream request failed",
+        ),
     ] {
         let out = promcast(&models, &config, args);
         assert!(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::calendar::{now_ms, parse_timestamp, rfc3339};
 use crate::forecast::select::{self, Budget, Context};
 use crate::labels::{Labels, METRIC_NAME, MatchOp, Matcher, parse_selector};
-use crate::series::{HORIZON_LABEL, SeriesKind, is_synthetic, parse_name};
+use crate::series::{HORIZON_LABEL, SeriesKind, parse_name};
 
 use super::table;
 
@@ -23,10 +23,12 @@ pub async fn run(ctx: &Context, selector: &str, at: Option<&str>) -> anyhow::Res
         })?,
         None => now_ms(),
     };
-    let matchers = every_kind(parse_selector(selector)?)?;
     let deadline = tokio::time::Instant::now() + ctx.config.limits.request_timeout.to_std();
     let mut budget = Budget::new(&ctx.config.limits);
-    let series = select::select(ctx, &matchers, &[at_ms], deadline, &mut budget).await?;
+    let mut series = Vec::new();
+    for matchers in every_kind(parse_selector(selector)?)? {
+        series.extend(select::select(ctx, &matchers, &[at_ms], deadline, &mut budget).await?);
+    }
     if series.is_empty() {
         anyhow::bail!(
             "no series: {selector} matches no source series with data before {}",
@@ -128,20 +130,68 @@ pub async fn run(ctx: &Context, selector: &str, at: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
-/// A selector naming a plain metric asks for all its synthetic series.
-fn every_kind(matchers: Vec<Matcher>) -> anyhow::Result<Vec<Matcher>> {
-    let mut out = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        match m.op() {
-            MatchOp::Equal(name) if m.name() == METRIC_NAME && !is_synthetic(name) => {
-                let names: Vec<String> = SeriesKind::ALL
-                    .iter()
-                    .map(|k| k.series_name(name))
-                    .collect();
-                out.push(Matcher::new(METRIC_NAME, "=~", &names.join("|"))?);
-            }
-            _ => out.push(m),
-        }
+/// The selectors for every synthetic series of the family a selector
+/// names, whether it names the source metric (`m`) or one of its synthetic
+/// series (`predicted_m{horizon="1h"}`): one exact name per kind, as
+/// Prometheus would send them to the server, so that the table shows the
+/// bounds beside the forecast and the server's errors (an unreachable
+/// upstream, an HTTP 404) rather than an empty expansion over the families
+/// promcast already knows. Other selectors go as they are.
+fn every_kind(matchers: Vec<Matcher>) -> anyhow::Result<Vec<Vec<Matcher>>> {
+    let family = matchers.iter().find_map(|m| match m.op() {
+        MatchOp::Equal(name) if m.name() == METRIC_NAME => Some(
+            parse_name(name)
+                .map_or(name.as_str(), |(_, family)| family)
+                .to_owned(),
+        ),
+        _ => None,
+    });
+    let Some(family) = family else {
+        return Ok(vec![matchers]);
+    };
+    let rest: Vec<Matcher> = matchers
+        .into_iter()
+        .filter(|m| m.name() != METRIC_NAME)
+        .collect();
+    SeriesKind::ALL
+        .iter()
+        .map(|kind| {
+            let mut selector = vec![Matcher::new(METRIC_NAME, "=", &kind.series_name(&family))?];
+            selector.extend(rest.iter().cloned());
+            Ok(selector)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(selector: &str) -> Vec<String> {
+        let mut names: Vec<String> = every_kind(parse_selector(selector).unwrap())
+            .unwrap()
+            .iter()
+            .map(|matchers| {
+                let rendered: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+                rendered.join(",")
+            })
+            .collect();
+        names.sort();
+        names
     }
-    Ok(out)
+
+    /// A metric nobody has asked for yet still gets exact names, which
+    /// reach the upstream (and its errors) as the server's would.
+    #[test]
+    fn a_family_expands_to_exact_names_of_every_kind() {
+        let expected = [
+            r#"__name__="anomaly_score_new_metric",job="a""#,
+            r#"__name__="predicted_lower_new_metric",job="a""#,
+            r#"__name__="predicted_new_metric",job="a""#,
+            r#"__name__="predicted_upper_new_metric",job="a""#,
+        ];
+        assert_eq!(names(r#"new_metric{job="a"}"#), expected);
+        assert_eq!(names(r#"predicted_upper_new_metric{job="a"}"#), expected);
+        assert_eq!(names(r#"{job="a"}"#), [r#"job="a""#]);
+    }
 }
