@@ -67,6 +67,7 @@ pub fn build(config: Config, model_dir: PathBuf, backend: Backend) -> anyhow::Re
         registry,
         cache,
         metrics,
+        missing: Default::default(),
     }))
 }
 

@@ -115,7 +115,7 @@ impl Metrics {
         let models = Family::<StateLabel, Gauge>::default();
         registry.register(
             "models",
-            "Model families by state (pending, training, ready, failed)",
+            "Model families by state (pending, training, waiting_for_history, ready, failed)",
             models.clone(),
         );
         let training_runs = Family::<ResultLabel, Counter>::default();
@@ -227,7 +227,8 @@ impl Metrics {
         }
     }
 
-    /// Records a finished training run.
+    /// Records a finished training run (a family found too short of
+    /// history to train on ran none).
     pub fn training_run(&self, ok: bool, seconds: f64) {
         let result = if ok { "success" } else { "failure" };
         self.training_runs

@@ -58,10 +58,12 @@ pub async fn run(ctx: &Context, families: Vec<String>) -> anyhow::Result<()> {
             .is_some_and(|s| s.state == State::Ready && s.error.is_none());
         bar.finish_with_message(if ok { "done" } else { "failed" });
         if !ok {
-            let error = status.as_ref().and_then(|s| s.error.clone());
             failed.push(format!(
                 "{family}: {}",
-                error.as_deref().unwrap_or("unknown state")
+                status
+                    .as_ref()
+                    .and_then(why_not)
+                    .unwrap_or_else(|| "unknown state".to_owned())
             ));
         }
         rows.push(row(&family, status.as_ref()));
@@ -114,6 +116,8 @@ fn row(family: &str, status: Option<&ModelStatus>) -> Vec<String> {
     };
     let result = if s.error.is_some() {
         "failed"
+    } else if s.history.is_some() {
+        "waiting"
     } else {
         "trained"
     };
@@ -127,6 +131,16 @@ fn row(family: &str, status: Option<&ModelStatus>) -> Vec<String> {
         s.validation_mae.map_or_else(dash, |v| format!("{v:.4}")),
         s.naive_mae.map_or_else(dash, |v| format!("{v:.4}")),
         s.training_seconds.map_or_else(dash, |v| format!("{v:.1}")),
-        s.error.clone().unwrap_or_default(),
+        why_not(s).unwrap_or_default(),
     ]
+}
+
+/// Why a family has no new model: its training error, or how much history
+/// it still waits for.
+fn why_not(s: &ModelStatus) -> Option<String> {
+    s.error.clone().or_else(|| {
+        s.history
+            .as_ref()
+            .map(|h| format!("waiting for history: {}", h.summary))
+    })
 }

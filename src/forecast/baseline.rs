@@ -1,6 +1,8 @@
 //! The seasonal baseline that answers until a family's model is ready:
 //! the current value plus the change seen over the same stretch one day
-//! earlier (flat where there is no day of history).
+//! earlier (flat where there is no day of history). It answers from the
+//! second sample of a series on, with a band that is wide while the series
+//! is young (see `read.rs`).
 
 use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::model::train::residual_sigma;
@@ -50,9 +52,17 @@ impl Baseline {
         )
     }
 
-    /// The window layout at `step`.
+    /// The window layout at `step`: the model's, except that every point
+    /// is normalised at itself (a segment of one). The baseline runs no
+    /// network, so points sharing a pass would save nothing, and a shared
+    /// pass is normalised at its first point, up to half a lookback before
+    /// the newest: a series younger than that would answer nothing. This
+    /// way two samples on the grid suffice.
     pub fn shape(&self, step: i64) -> Shape {
-        Shape::for_step(step, self.lookback_ms, self.max_horizon_ms, 0)
+        Shape {
+            segment: 1,
+            ..Shape::for_step(step, self.lookback_ms, self.max_horizon_ms, 0)
+        }
     }
 
     /// Lower interval offsets (normalised).

@@ -16,6 +16,7 @@
 
 mod baseline;
 mod cache;
+pub mod missing;
 mod plan;
 mod read;
 pub mod registry;

@@ -15,6 +15,29 @@ struct Calibration<'a> {
     lo: &'a [f32],
     hi: &'a [f32],
     one_step_sigma: f64,
+    /// For the baseline, the series' first sample read: a young series'
+    /// band widens beyond the spread it has shown (see [`Calibration::widening`]).
+    first_ms: Option<i64>,
+}
+
+impl Calibration<'_> {
+    /// How much wider than its calibration the band of a forecast made at
+    /// `anchor` and read `ahead_ms` later is.
+    ///
+    /// The baseline's band is the series' spread over its normalisation
+    /// span (a day). A series seen for less than that has shown only the
+    /// spread of a shorter stretch, and a forecast further ahead than it
+    /// has been seen is a guess: its band grows with the square root of
+    /// how much further (as a random walk's spread would), up to the
+    /// normalisation span. A series seen for the whole span keeps its band.
+    fn widening(&self, ev: &Evaluation, anchor: i64, ahead_ms: i64) -> f64 {
+        let Some(first) = self.first_ms else {
+            return 1.0;
+        };
+        let span = ev.shape.norm_points as i64 * ev.step;
+        let seen = (anchor - first).max(ev.step);
+        (ahead_ms.min(span) as f64 / seen as f64).max(1.0).sqrt()
+    }
 }
 
 /// The synthetic series of one source series: one per output that has a
@@ -24,17 +47,23 @@ pub fn series_outputs(
     series: &SourceSeries,
     plan: &SeriesPlan,
 ) -> Vec<SyntheticSeries> {
-    let (lo, hi) = match ev.predictor {
+    let (lo, hi, first_ms) = match ev.predictor {
         Predictor::Model(m) => (
             &m.meta.report.residual_lo[..],
             &m.meta.report.residual_hi[..],
+            None,
         ),
-        Predictor::Baseline(b) => (b.residual_lo(), b.residual_hi()),
+        Predictor::Baseline(b) => (
+            b.residual_lo(),
+            b.residual_hi(),
+            series.samples.first().map(|s| s.0),
+        ),
     };
     let calibration = Calibration {
         lo,
         hi,
         one_step_sigma: plan.one_step_sigma,
+        first_ms,
     };
     let anchor_at = |t: i64| {
         plan.span
@@ -104,12 +133,13 @@ fn forecast(
         .horizon
         .as_ref()
         .map_or(0, |h| h.duration().as_millis_i64());
-    let k = (horizon + t - g) as f64 / ev.step as f64;
+    let ahead = horizon + t - g;
+    let k = ahead as f64 / ev.step as f64;
     let offset = match kind {
         SeriesKind::PredictedLower => along(calibration.lo, k),
         SeriesKind::PredictedUpper => along(calibration.hi, k),
         _ => 0.0,
-    };
+    } * calibration.widening(ev, g, ahead);
     a.last + a.scale * (along(&a.deltas, k) + offset)
 }
 

@@ -2,6 +2,11 @@
 //! start, trained in the background on first use and retrained on a
 //! schedule. A query never waits for training: it gets whatever predictor
 //! is current, the seasonal baseline until a model is ready.
+//!
+//! A family whose history is still too short to train on waits for it
+//! rather than failing: it is tried again when enough history can exist,
+//! and neither counts as a failed run nor shows as a failed model (a
+//! newly scraped metric would otherwise raise the failure alerts).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ use super::{Baseline, Cache, Predictor, ServedModel};
 use crate::calendar::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::model::store;
-use crate::model::train::Epoch;
+use crate::model::train::{Epoch, Shortfall, TrainError};
 use crate::telemetry::Metrics;
 use crate::upstream::{FamilySource, Upstream};
 
@@ -31,12 +36,15 @@ const EXPR_STEP_MS: i64 = 60_000;
 
 /// The lifecycle state of a family's model, as `/api/v1/models` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     /// Known, not trained yet (perhaps queued); the baseline answers.
     Pending,
     /// First training under way; the baseline answers.
     Training,
+    /// The history is too short to train on yet; the baseline answers
+    /// until it is long enough.
+    WaitingForHistory,
     /// A trained model answers (it may be retraining in the background).
     Ready,
     /// Training failed and no model exists; the baseline answers.
@@ -44,17 +52,32 @@ pub enum State {
 }
 
 impl State {
-    const ALL: [State; 4] = [State::Pending, State::Training, State::Ready, State::Failed];
+    const ALL: [State; 5] = [
+        State::Pending,
+        State::Training,
+        State::WaitingForHistory,
+        State::Ready,
+        State::Failed,
+    ];
 
     /// The state as `/api/v1/models` and `/metrics` name it.
     pub fn name(self) -> &'static str {
         match self {
             State::Pending => "pending",
             State::Training => "training",
+            State::WaitingForHistory => "waiting_for_history",
             State::Ready => "ready",
             State::Failed => "failed",
         }
     }
+}
+
+/// A family's wait for history, as last measured.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    shortfall: Shortfall,
+    /// When it was measured (Unix ms).
+    checked_ms: i64,
 }
 
 #[derive(Default)]
@@ -66,6 +89,9 @@ struct Entry {
     running: bool,
     error: Option<String>,
     failures: u32,
+    /// The last run found too little history: when, and how much.
+    waiting: Option<Waiting>,
+    /// When training is tried again, after a failure or a wait (Unix ms).
     retry_at_ms: i64,
     /// The last finished epoch of the run under way.
     progress: Option<Epoch>,
@@ -73,13 +99,62 @@ struct Entry {
 
 impl Entry {
     fn state(&self) -> State {
-        match (&self.model, self.running, &self.error) {
-            (Some(_), _, _) => State::Ready,
-            (None, true, _) => State::Training,
-            (None, false, Some(_)) => State::Failed,
-            (None, false, None) => State::Pending,
+        if self.model.is_some() {
+            State::Ready
+        } else if self.running {
+            State::Training
+        } else if self.waiting.is_some() {
+            State::WaitingForHistory
+        } else if self.error.is_some() {
+            State::Failed
+        } else {
+            State::Pending
         }
     }
+
+    /// Whether the scheduler should train the family at `now`.
+    fn due(&self, now: i64, retrain_interval_ms: i64) -> bool {
+        !self.scheduled
+            && now >= self.retry_at_ms
+            && match &self.model {
+                Some(m) => now - m.meta.trained_at_ms >= retrain_interval_ms,
+                None => self.error.is_some() || self.waiting.is_some(),
+            }
+    }
+}
+
+/// How a training run ended.
+enum Outcome {
+    Trained(ServedModel),
+    /// Too little history: not a failure, a time to try again.
+    Waiting(Shortfall),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Result<ServedModel>> for Outcome {
+    fn from(result: anyhow::Result<ServedModel>) -> Self {
+        match result {
+            Ok(model) => Outcome::Trained(model),
+            Err(e) => match e.downcast_ref::<TrainError>() {
+                Some(TrainError::NotEnoughHistory(shortfall)) => Outcome::Waiting(*shortfall),
+                _ => Outcome::Failed(e),
+            },
+        }
+    }
+}
+
+/// How much history a family waiting for it has, and needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryStatus {
+    /// History there is now: as measured, plus the time since (e.g. `22m`).
+    pub available: String,
+    /// History training needs at the family's step (e.g. `9h15m`).
+    pub needed: String,
+    /// Both in one phrase: `22m of ~9h15m`.
+    pub summary: String,
+    /// When the history will be long enough, and training is tried again
+    /// (RFC 3339).
+    pub ready_at: String,
 }
 
 /// One family's entry in `/api/v1/models`.
@@ -119,8 +194,11 @@ pub struct ModelStatus {
     pub queued: bool,
     /// The last training error.
     pub error: Option<String>,
-    /// When a failed training is retried (RFC 3339).
+    /// When training is tried again after a failure or a wait for history
+    /// (RFC 3339).
     pub retry_at: Option<String>,
+    /// While waiting for history: how much there is and is needed.
+    pub history: Option<HistoryStatus>,
     /// The run under way: epochs done and the most it may take.
     pub epoch: Option<[usize; 2]>,
 }
@@ -229,7 +307,7 @@ impl Registry {
 
     /// Makes sure `family` has a model or is getting one: starts training
     /// in the background when it has none and none is running (respecting
-    /// the retry back-off after failures).
+    /// the retry back-off after failures and the wait for history).
     pub fn ensure_trained(self: &Arc<Self>, family: &str) {
         if !self.on_demand.load(Ordering::Relaxed) {
             return;
@@ -254,8 +332,9 @@ impl Registry {
         tokio::spawn(async move { me.train_family(family).await });
     }
 
-    /// Retrains families whose model is older than the retrain interval and
-    /// retries failed ones, forever.
+    /// Retrains families whose model is older than the retrain interval,
+    /// retries failed ones and those whose history is now long enough,
+    /// forever.
     pub fn spawn_scheduler(self: &Arc<Self>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -268,14 +347,7 @@ impl Registry {
                     let mut entries = me.lock();
                     entries
                         .iter_mut()
-                        .filter(|(_, e)| {
-                            !e.scheduled
-                                && now >= e.retry_at_ms
-                                && match &e.model {
-                                    Some(m) => now - m.meta.trained_at_ms >= interval,
-                                    None => e.error.is_some(),
-                                }
-                        })
+                        .filter(|(_, e)| e.due(now, interval))
                         .map(|(f, e)| {
                             e.scheduled = true;
                             f.clone()
@@ -316,16 +388,21 @@ impl Registry {
         self.update_gauges();
         tracing::info!(family, "training started");
         let started = std::time::Instant::now();
-        let result = self.run_training(&family).await;
+        let outcome = Outcome::from(self.run_training(&family).await);
         let seconds = started.elapsed().as_secs_f64();
-        self.metrics.training_run(result.is_ok(), seconds);
+        match &outcome {
+            Outcome::Trained(_) => self.metrics.training_run(true, seconds),
+            Outcome::Failed(_) => self.metrics.training_run(false, seconds),
+            Outcome::Waiting(_) => {}
+        }
         {
             let mut entries = self.lock();
             let entry = entries.entry(family.clone()).or_default();
             entry.scheduled = false;
             entry.running = false;
-            match result {
-                Ok(model) => {
+            entry.waiting = None;
+            match outcome {
+                Outcome::Trained(model) => {
                     tracing::info!(
                         family,
                         version = model.meta.version,
@@ -340,7 +417,24 @@ impl Registry {
                     entry.failures = 0;
                     entry.retry_at_ms = 0;
                 }
-                Err(e) => {
+                Outcome::Waiting(shortfall) => {
+                    let now = now_ms();
+                    entry.retry_at_ms = now + shortfall.wait_ms();
+                    tracing::info!(
+                        family,
+                        history = %shortfall,
+                        step = %shortfall.step(),
+                        retry_at = rfc3339(entry.retry_at_ms),
+                        "waiting for history: too short to train on yet; the seasonal baseline answers until then"
+                    );
+                    entry.waiting = Some(Waiting {
+                        shortfall,
+                        checked_ms: now,
+                    });
+                    entry.error = None;
+                    entry.failures = 0;
+                }
+                Outcome::Failed(e) => {
                     entry.failures += 1;
                     let delay = retry_delay_ms(entry.failures);
                     entry.retry_at_ms = now_ms() + delay;
@@ -412,6 +506,7 @@ impl Registry {
 
     /// The state of every family, for `/api/v1/models`.
     pub fn statuses(&self) -> Vec<ModelStatus> {
+        let now = now_ms();
         let entries = self.lock();
         entries
             .iter()
@@ -442,8 +537,17 @@ impl Registry {
                     training: e.running,
                     queued: e.scheduled && !e.running,
                     error: e.error.clone(),
-                    retry_at: (e.error.is_some() && e.retry_at_ms > 0)
+                    retry_at: ((e.error.is_some() || e.waiting.is_some()) && e.retry_at_ms > 0)
                         .then(|| rfc3339(e.retry_at_ms)),
+                    history: e.waiting.map(|w| {
+                        let grown = w.shortfall.after(now - w.checked_ms);
+                        HistoryStatus {
+                            available: grown.have().to_string(),
+                            needed: grown.need().to_string(),
+                            summary: grown.to_string(),
+                            ready_at: rfc3339(w.checked_ms + w.shortfall.wait_ms()),
+                        }
+                    }),
                     epoch: e
                         .progress
                         .filter(|_| e.running)
@@ -467,6 +571,38 @@ mod tests {
     use crate::config::UpstreamConfig;
     use crate::upstream::prometheus::Client;
 
+    fn registry(
+        config: Config,
+        upstream: Upstream,
+        metrics: Arc<Metrics>,
+        dir: &tempfile::TempDir,
+    ) -> Arc<Registry> {
+        Arc::new(Registry::new(
+            Arc::new(config),
+            Arc::new(upstream),
+            Device::flex(),
+            dir.path().to_owned(),
+            metrics,
+            Arc::new(Cache::new(1024)),
+        ))
+    }
+
+    /// The family's failures, retry time and state once no run is
+    /// scheduled, waiting up to 10 s for that.
+    async fn settled(registry: &Registry, family: &str) -> (u32, i64, State) {
+        for _ in 0..200 {
+            {
+                let entries = registry.lock();
+                let e = &entries[family];
+                if !e.scheduled {
+                    return (e.failures, e.retry_at_ms, e.state());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("training did not finish within 10 s");
+    }
+
     #[test]
     fn retry_delay_doubles_up_to_an_hour() {
         let minutes: Vec<i64> = (1..=9).map(|f| retry_delay_ms(f) / 60_000).collect();
@@ -486,34 +622,13 @@ mod tests {
         drop(closed);
         let metrics = Arc::new(Metrics::new());
         let client = Client::new(url, &UpstreamConfig::default()).unwrap();
-        let upstream = Arc::new(Upstream::prometheus(client, Arc::clone(&metrics)));
+        let upstream = Upstream::prometheus(client, Arc::clone(&metrics));
         let dir = tempfile::tempdir().unwrap();
-        let registry = Arc::new(Registry::new(
-            Arc::new(Config::default()),
-            upstream,
-            Device::flex(),
-            dir.path().to_owned(),
-            metrics,
-            Arc::new(Cache::new(1024)),
-        ));
-        let settled = |registry: &Registry| {
-            let entries = registry.lock();
-            let e = &entries["fam"];
-            (!e.scheduled).then(|| (e.failures, e.retry_at_ms, e.state()))
-        };
-        let wait_settled = || async {
-            for _ in 0..200 {
-                if let Some(s) = settled(&registry) {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("training did not finish within 10 s");
-        };
+        let registry = registry(Config::default(), upstream, metrics, &dir);
 
         let before = now_ms();
         registry.ensure_trained("fam");
-        let (failures, retry_at, state) = wait_settled().await;
+        let (failures, retry_at, state) = settled(&registry, "fam").await;
         assert_eq!((failures, state), (1, State::Failed));
         assert!(
             (before + RETRY_BASE_MS..=now_ms() + RETRY_BASE_MS).contains(&retry_at),
@@ -523,19 +638,85 @@ mod tests {
         let status = registry.statuses().pop().unwrap();
         assert!(status.error.unwrap().contains("upstream"));
         assert!(status.retry_at.is_some());
+        assert!(status.history.is_none());
 
         for _ in 0..5 {
             registry.ensure_trained("fam");
         }
-        assert_eq!(wait_settled().await.0, 1, "retried during the back-off");
+        assert_eq!(
+            settled(&registry, "fam").await.0,
+            1,
+            "retried during the back-off"
+        );
 
         // The back-off has passed: the next query retries, fails again and
         // waits twice as long.
         registry.lock().get_mut("fam").unwrap().retry_at_ms = 0;
         let before = now_ms();
         registry.ensure_trained("fam");
-        let (failures, retry_at, _) = wait_settled().await;
+        let (failures, retry_at, _) = settled(&registry, "fam").await;
         assert_eq!(failures, 2);
         assert!(retry_at >= before + 2 * RETRY_BASE_MS);
+    }
+
+    /// An hour of history where training needs about nine: the family
+    /// waits for history, which is neither a failed run nor a failed
+    /// model, says how much it has and needs, and is tried again when the
+    /// history can be long enough, not before, by query or schedule.
+    #[tokio::test]
+    async fn short_history_waits_instead_of_failing() {
+        const FAMILY: &str = "demo_cpu_usage_percent";
+        let mut config = Config::default();
+        config.defaults.train_window = crate::duration::PromDuration::hours(1);
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Upstream::demo(Arc::clone(&metrics));
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(config, upstream, Arc::clone(&metrics), &dir);
+
+        let before = now_ms();
+        registry.ensure_trained(FAMILY);
+        let (failures, retry_at, state) = settled(&registry, FAMILY).await;
+        assert_eq!((failures, state), (0, State::WaitingForHistory));
+        let status = registry.statuses().pop().unwrap();
+        assert_eq!(
+            (status.error, status.predictor),
+            (None, "seasonal_baseline")
+        );
+        let history = status.history.expect("history status");
+        // One-minute demo samples: a 1m step, 564 of them.
+        assert_eq!(history.needed, "9h24m");
+        assert!(
+            ["59m of ~9h24m", "1h of ~9h24m"].contains(&history.summary.as_str()),
+            "{history:?}"
+        );
+        // Tried again when the missing ~8h23m have passed.
+        let wait = retry_at - before;
+        assert!(
+            (8 * 3_600_000..9 * 3_600_000).contains(&wait),
+            "retry in {wait} ms"
+        );
+        assert_eq!(status.retry_at.as_deref(), Some(history.ready_at.as_str()));
+
+        let text = metrics.encode();
+        for line in [
+            r#"promcast_models{state="waiting_for_history"} 1"#,
+            r#"promcast_models{state="failed"} 0"#,
+            r#"promcast_training_runs_total{result="failure"} 0"#,
+            r#"promcast_training_runs_total{result="success"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+
+        // Queries before then start nothing; the scheduler does not either.
+        for _ in 0..5 {
+            registry.ensure_trained(FAMILY);
+        }
+        assert!(
+            !registry.lock()[FAMILY].scheduled,
+            "retried before the history can suffice"
+        );
+        let now = now_ms();
+        assert!(!registry.lock()[FAMILY].due(now, i64::MAX));
+        assert!(registry.lock()[FAMILY].due(retry_at, i64::MAX));
     }
 }

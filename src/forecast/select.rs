@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::missing::Missing;
 use super::registry::Registry;
 use super::{Cache, SyntheticSeries};
+use crate::calendar::now_ms;
 use crate::config::{Config, Limit, Limits};
 use crate::duration::PromDuration;
 use crate::labels::Matcher;
@@ -28,6 +30,8 @@ pub struct Context {
     pub cache: Arc<Cache>,
     /// promcast's own metrics.
     pub metrics: Arc<Metrics>,
+    /// Families asked for that the upstream has no series of.
+    pub missing: Missing,
 }
 
 /// Most evaluation times per series in one answer (Prometheus's own
@@ -171,8 +175,11 @@ async fn select_family(
         )
         .await?;
     if history.is_empty() {
+        ctx.missing
+            .note(&selection.family, &source_selector(&selection), now_ms());
         return Ok(Vec::new());
     }
+    ctx.missing.found(&selection.family);
     let series = history.len().saturating_mul(selection.outputs.len());
     budget.spend(series, series.saturating_mul(times.len()))?;
     ctx.registry.ensure_trained(&selection.family);
@@ -193,4 +200,18 @@ async fn select_family(
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))?;
     Ok(series)
+}
+
+/// The source selector a selection reads, as PromQL writes it:
+/// `m{instance="a"}`.
+fn source_selector(selection: &series::Selection) -> String {
+    if selection.source_matchers.is_empty() {
+        return selection.family.clone();
+    }
+    let matchers: Vec<String> = selection
+        .source_matchers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!("{}{{{}}}", selection.family, matchers.join(", "))
 }

@@ -227,3 +227,59 @@ fn anchors_precede_evaluation_times() {
     assert_eq!(latest_at(&[(0, 1.0)], 400, 300), None);
     assert_eq!(latest_at(&[(10, 1.0)], 5, 300), None);
 }
+
+/// A series scraped for two minutes already gets the baseline's forecast
+/// (it used to need samples up to half a lookback before the newest
+/// point), with a band that widens as the square root of the horizon
+/// beyond the history seen; with more than a day seen it does not widen.
+#[test]
+fn the_baseline_answers_young_series_with_wide_bands() {
+    let h = |s: &str| Some(Horizon::new(s.parse::<PromDuration>().unwrap()));
+    let outputs: Vec<Output> = ["15m", "1h"]
+        .into_iter()
+        .flat_map(|horizon| {
+            [SeriesKind::Predicted, SeriesKind::PredictedUpper].map(|kind| Output {
+                kind,
+                horizon: h(horizon),
+            })
+        })
+        .collect();
+    let predictor = Predictor::Baseline(Baseline::new(None, 3_600_000, 21_600_000, 0.9));
+    let half_widths = |source: &[SourceSeries], t: i64| -> Vec<f64> {
+        let out = evaluate(
+            &predictor,
+            "cpu",
+            &outputs,
+            &[t],
+            source,
+            &Cache::new(1 << 20),
+            &Metrics::new(),
+        );
+        assert_eq!(out.len(), 4, "{out:?}");
+        let value = |name: &str, horizon: &str| {
+            out.iter()
+                .find(|s| s.labels[METRIC_NAME] == name && s.labels[HORIZON_LABEL] == horizon)
+                .map(|s| s.samples[0].1)
+                .unwrap()
+        };
+        ["15m", "1h"]
+            .map(|horizon| value("predicted_upper_cpu", horizon) - value("predicted_cpu", horizon))
+            .to_vec()
+    };
+    let start = 10 * 86_400_000;
+    let young: Vec<SourceSeries> = cycle(start + 120_000)
+        .into_iter()
+        .map(|mut s| {
+            s.samples.retain(|(t, _)| *t >= start);
+            s
+        })
+        .collect();
+    assert_eq!(young[0].samples.len(), 3);
+    let w = half_widths(&young, start + 120_000);
+    // Seen for 2 minutes: 15m is √7.5 wider than calibrated, 1h √30.
+    assert!((w[1] / w[0] - 2.0).abs() < 1e-9, "{w:?}");
+    assert!(w[0] > 0.0);
+    // Seen for days: one band at every horizon.
+    let w = half_widths(&cycle(start), start);
+    assert!((w[1] / w[0] - 1.0).abs() < 1e-9, "{w:?}");
+}

@@ -30,6 +30,16 @@ pub struct TrainingPlan {
     pub train: TrainConfig,
 }
 
+impl TrainingPlan {
+    /// The model step and window layout for a source sampled every
+    /// `spacing_ms` (`None`: unknown) with `history_ms` of history.
+    pub fn layout(&self, spacing_ms: Option<i64>, history_ms: i64) -> (i64, Shape) {
+        let step = choose_step(self.step_ms, spacing_ms, self.max_horizon_ms);
+        let shape = Shape::for_step(step, self.lookback_ms, self.max_horizon_ms, history_ms);
+        (step, shape)
+    }
+}
+
 /// Trains the model `plan` describes on `history`, read over `span`
 /// (Unix ms, inclusive). The returned metadata names no weights file yet.
 pub fn fit(
@@ -40,13 +50,12 @@ pub fn fit(
     progress: &dyn Fn(Epoch),
 ) -> Result<(ModelMeta, LstmNet), TrainError> {
     let (start, end) = span;
-    let step = choose_step(plan.step_ms, source_spacing(history), plan.max_horizon_ms);
     let (first, last) = history
         .iter()
         .filter_map(|s| Some((s.samples.first()?.0, s.samples.last()?.0)))
         .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
         .unwrap_or((end, end));
-    let shape = Shape::for_step(step, plan.lookback_ms, plan.max_horizon_ms, last - first);
+    let (step, shape) = plan.layout(source_spacing(history), last - first);
     let grids: Vec<Grid> = history
         .iter()
         .map(|s| Grid::resample(&s.samples, start, end, step, staleness_ms(step)))
@@ -89,9 +98,39 @@ fn seed_for(family: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::train::{Shortfall, history_needed_ms};
 
     /// The seed is part of what makes a model reproducible, across
     /// processes and Rust releases: pinned to SHA-256's first 8 bytes.
+    /// What the README's "The first hours" says the defaults need before
+    /// a model trains, by scrape interval and horizons.
+    #[test]
+    fn the_defaults_need_about_nine_hours() {
+        let config = crate::config::Config::default();
+        let need = |scrape_s: i64, max_horizon_ms: i64| {
+            let plan = TrainingPlan {
+                family: "m".into(),
+                version: 1,
+                step_ms: None,
+                lookback_ms: config.defaults.lookback.as_millis_i64(),
+                max_horizon_ms,
+                train: config.model.clone(),
+            };
+            let (step, shape) = plan.layout(Some(scrape_s * 1000), 0);
+            let short = Shortfall {
+                have_ms: 0,
+                need_ms: history_needed_ms(&shape, step),
+                step_ms: step,
+            };
+            format!("{} at {}", short.need(), short.step())
+        };
+        let longest = config.max_horizon("m").as_millis_i64();
+        assert_eq!(need(15, longest), "9h15m at 45s");
+        assert_eq!(need(60, longest), "9h24m at 1m");
+        assert_eq!(need(15, 3_600_000), "2h5m at 15s");
+        assert_eq!(need(60, 3_600_000), "3h9m at 1m");
+    }
+
     #[test]
     fn seeds_are_pinned() {
         assert_eq!(seed_for("cpu"), 0x78f5_d0c6_f784_ab68);

@@ -125,11 +125,70 @@ pub struct Trained {
     pub report: Report,
 }
 
+/// How far a family's history falls short of what training needs: a
+/// state that time cures, not a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    /// History there is: from the first sample to the end of the run.
+    pub have_ms: i64,
+    /// History training needs at this step ([`history_needed_ms`]).
+    pub need_ms: i64,
+    /// The model step it was measured at.
+    pub step_ms: i64,
+}
+
+impl Shortfall {
+    /// The history there is, rounded down to the minute (to the second
+    /// below one), for people.
+    pub fn have(&self) -> PromDuration {
+        let unit = if self.have_ms < 60_000 { 1_000 } else { 60_000 };
+        PromDuration::from_millis((self.have_ms.max(0) / unit * unit) as u64)
+    }
+
+    /// The history needed, rounded up to the minute, for people.
+    pub fn need(&self) -> PromDuration {
+        PromDuration::from_millis((self.need_ms.max(0) as u64).div_ceil(60_000) * 60_000)
+    }
+
+    /// The model step, for people.
+    pub fn step(&self) -> PromDuration {
+        PromDuration::from_millis(self.step_ms.max(0) as u64)
+    }
+
+    /// How long until the history is long enough, if the series keeps
+    /// being scraped: the difference, and a step for the grid to catch up
+    /// (its last point may lie up to a step before the run's end).
+    pub fn wait_ms(&self) -> i64 {
+        (self.need_ms - self.have_ms).max(0) + self.step_ms
+    }
+
+    /// The same shortfall `elapsed_ms` later, the history grown by as
+    /// much (never past the need).
+    pub fn after(&self, elapsed_ms: i64) -> Self {
+        Self {
+            have_ms: (self.have_ms + elapsed_ms.max(0)).min(self.need_ms),
+            ..*self
+        }
+    }
+}
+
+/// "22m of ~9h15m".
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of ~{}", self.have(), self.need())
+    }
+}
+
 /// Why a training run produced no model.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "not enough history: {train} training and {validation} validation windows (need {MIN_TRAIN_WINDOWS} and {MIN_VALIDATION_WINDOWS}); the family needs more samples or a shorter step"
+        "not enough history yet: {0} needed at a {step} step (for the longest horizon, the lookback and a held-out validation share); training starts once it exists",
+        step = .0.step()
+    )]
+    NotEnoughHistory(Shortfall),
+    #[error(
+        "too few complete windows: {train} training and {validation} validation windows (need {MIN_TRAIN_WINDOWS} and {MIN_VALIDATION_WINDOWS}); the history has too many gaps"
     )]
     NotEnoughData { train: usize, validation: usize },
     #[error("training diverged (validation loss is not finite)")]
@@ -256,6 +315,16 @@ pub fn train(
     progress: &dyn Fn(Epoch),
 ) -> Result<Trained, TrainError> {
     let started = Instant::now();
+    let step_ms = grids.first().map_or(1, |g| g.step_ms);
+    let need_ms = history_needed_ms(&shape, step_ms);
+    let have_ms = history_span(grids).map_or(0, |(first, last)| last - first);
+    if have_ms < need_ms {
+        return Err(TrainError::NotEnoughHistory(Shortfall {
+            have_ms,
+            need_ms,
+            step_ms,
+        }));
+    }
     let mut rng = SmallRng::seed_from_u64(seed);
     let (train_set, val_set) = split_windows(grids, shape, cfg, &mut rng);
     if train_set.len < MIN_TRAIN_WINDOWS || val_set.len < MIN_VALIDATION_WINDOWS {
@@ -407,21 +476,55 @@ fn interval_residuals(residuals: &[Vec<f64>], coverage: f64) -> (Vec<f32>, Vec<f
         .unzip()
 }
 
+/// The history that training at `step_ms` with windows of `shape` needs:
+/// the span from the first sample to the end of the run over which a
+/// series without gaps yields `MIN_TRAIN_WINDOWS` training and
+/// `MIN_VALIDATION_WINDOWS` validation windows.
+///
+/// Training windows end from one full input window after the first sample
+/// up to `horizon_steps` before the split (their targets must not reach
+/// into the validation share), so the part before the split needs
+/// `MIN_TRAIN_WINDOWS + window + horizon_steps − 2` steps; the validation
+/// share needs its windows and two steps of rounding.
+pub fn history_needed_ms(shape: &Shape, step_ms: i64) -> i64 {
+    let before_split = (MIN_TRAIN_WINDOWS + shape.window + shape.horizon_steps - 2) as f64;
+    let validation = (MIN_VALIDATION_WINDOWS + 2) as f64;
+    let steps = (before_split / (1.0 - VALIDATION_SHARE)).max(validation / VALIDATION_SHARE);
+    steps.ceil() as i64 * step_ms
+}
+
+/// The first present point of any of `grids` and their last point: the
+/// history that is split into training and validation. `None` without
+/// any value.
+fn history_span(grids: &[Grid]) -> Option<(i64, i64)> {
+    let first = grids
+        .iter()
+        .filter_map(|g| {
+            g.values
+                .iter()
+                .position(|v| v.is_finite())
+                .map(|i| g.time(i))
+        })
+        .min()?;
+    let last = grids
+        .iter()
+        .map(|g| g.time(g.values.len().saturating_sub(1)))
+        .max()?;
+    Some((first, last))
+}
+
 /// Cuts training and validation windows: validation windows start after
 /// the split time, training windows end (targets included) before it, so
-/// nothing of the validation period leaks into training.
+/// nothing of the validation period leaks into training. The split holds
+/// out the most recent share of the history there is, not of the
+/// training window read, which a young series fills only in part.
 fn split_windows(
     grids: &[Grid],
     shape: Shape,
     cfg: &TrainConfig,
     rng: &mut SmallRng,
 ) -> (Batchable, Batchable) {
-    let first = grids.iter().map(|g| g.start_ms).min().unwrap_or(0);
-    let last = grids
-        .iter()
-        .map(|g| g.time(g.values.len().saturating_sub(1)))
-        .max()
-        .unwrap_or(0);
+    let (first, last) = history_span(grids).unwrap_or((0, 0));
     let split = last - ((last - first) as f64 * VALIDATION_SHARE) as i64;
     let mut train_idx = Vec::new();
     let mut val_idx = Vec::new();

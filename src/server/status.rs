@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::calendar::{now_ms, rfc3339};
 use crate::forecast::evaluation_times;
+use crate::forecast::missing::MissingFamily;
 use crate::forecast::registry::ModelStatus;
 use crate::labels::{Labels, METRIC_NAME, Matcher};
 use crate::series::{HORIZON_LABEL, SeriesKind};
@@ -55,6 +56,7 @@ pub async fn page(state: &AppState) -> HttpResponse {
         None => html.push_str("no upstream errors since start</p>"),
     }
     html.push_str(&model_table(&families, &statuses));
+    html.push_str(&missing_table(&state.ctx.missing.list()));
     html.push_str("<h2>Forecasts</h2><p class=\"legend\">Black: the source series. Blue, dashed: the forecast for each moment, made one horizon earlier (the configured horizon nearest 1h), continuing past now. Shaded: the prediction interval. Red: now.</p>");
     for family in families.iter().take(MAX_CHARTS) {
         html.push_str(&family_chart(state, family, deadline).await);
@@ -90,10 +92,15 @@ fn model_table(families: &[String], statuses: &[ModelStatus]) -> String {
             continue;
         };
         let state = s.state.name();
-        let training = match (s.training, s.queued, &s.retry_at) {
-            (true, _, _) => "running".to_owned(),
-            (_, true, _) => "queued".to_owned(),
-            (_, _, Some(at)) => format!("retry at {at}"),
+        let state_cell = match &s.history {
+            Some(h) => format!("{state}: {}", h.summary),
+            None => state.to_owned(),
+        };
+        let training = match (s.training, s.queued, &s.retry_at, &s.history) {
+            (true, _, _, _) => "running".to_owned(),
+            (_, true, _, _) => "queued".to_owned(),
+            (_, _, _, Some(h)) => format!("starts at {} (enough history)", h.ready_at),
+            (_, _, Some(at), None) => format!("retry at {at}"),
             _ => s.training_seconds.map_or_else(
                 || "–".to_owned(),
                 |t| format!("{t:.0} s, {} epochs", s.epochs.unwrap_or(0)),
@@ -101,8 +108,9 @@ fn model_table(families: &[String], statuses: &[ModelStatus]) -> String {
         };
         let _ = write!(
             out,
-            "<tr class=\"{state}\"><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+            "<tr class=\"{state}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
             escape(&s.family),
+            escape(&state_cell),
             s.predictor,
             s.version,
             opt(s.trained_at.clone()),
@@ -112,6 +120,29 @@ fn model_table(families: &[String], statuses: &[ModelStatus]) -> String {
             opt(s.series.map(|n| n.to_string())),
             escape(&training),
             opt(s.error.clone()),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// Families asked for that the upstream has no series of, if any: told
+/// apart from those still short of history, which are in the model table.
+fn missing_table(missing: &[MissingFamily]) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Not found upstream</h2><p class=\"legend\">Asked for, but the upstream has no series for the selector: a misspelt name, a metric not scraped yet, or matchers that select nothing. Their forecasts are empty.</p><table id=\"missing\"><thead><tr><th>family</th><th>selector</th><th>queries</th><th>last asked</th></tr></thead><tbody>",
+    );
+    for m in missing {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&m.family),
+            escape(&m.selector),
+            m.queries,
+            escape(&m.last_asked)
         );
     }
     out.push_str("</tbody></table>");
@@ -239,6 +270,7 @@ table{border-collapse:collapse;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left}
 th{background:#f3f3f3}
 tr.ready td:nth-child(2){color:#2a7d2a}
+tr.waiting_for_history td:nth-child(2){color:#8a6d00}
 tr.failed td:nth-child(2),.error{color:#b00020}
 section.family{display:inline-block;vertical-align:top;margin:0 1em 1em 0}
 section.family h3{margin:0.3em 0;font-size:1em}

@@ -71,17 +71,16 @@ fn learns_a_daily_cycle_better_than_flat() {
     );
 }
 
-#[test]
-fn too_little_history_is_an_error() {
-    let grid = Grid::from_values(0, 60_000, vec![1.0; 20]);
-    let shape = Shape {
-        window: 8,
-        segment: 4,
-        horizon_steps: 4,
-        norm_points: 16,
-        weekly: false,
-    };
-    let cfg = TrainConfig {
+const SMALL: Shape = Shape {
+    window: 8,
+    segment: 4,
+    horizon_steps: 4,
+    norm_points: 16,
+    weekly: false,
+};
+
+fn tiny() -> TrainConfig {
+    TrainConfig {
         hidden: 4,
         layers: 1,
         max_epochs: 1,
@@ -91,9 +90,96 @@ fn too_little_history_is_an_error() {
         learning_rate: 1e-3,
         max_training_time: PromDuration::from_secs(10),
         interval_coverage: 0.9,
+    }
+}
+
+/// A short history is measured in time, from its first sample, however
+/// long the grid it sits in.
+#[test]
+fn too_little_history_is_a_shortfall_in_time() {
+    // 40 NaN points (the unfilled part of the training window), then 20
+    // minutes of samples.
+    let mut values = vec![f64::NAN; 40];
+    values.extend([1.0; 20]);
+    let grid = Grid::from_values(0, 60_000, values);
+    let err = train(&[grid], SMALL, &tiny(), 1, &Device::flex(), &|_| {}).err();
+    // 42 steps before the split are 80 % of 52.5: 53 minutes.
+    let expected = Shortfall {
+        have_ms: 19 * 60_000,
+        need_ms: 53 * 60_000,
+        step_ms: 60_000,
     };
+    match err {
+        Some(TrainError::NotEnoughHistory(s)) => assert_eq!(s, expected),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(expected.to_string(), "19m of ~53m");
+    assert_eq!(expected.wait_ms(), 35 * 60_000);
+    assert_eq!(expected.after(60 * 60_000).have_ms, expected.need_ms);
+    let seconds = Shortfall {
+        have_ms: 45_500,
+        need_ms: 33_255_000,
+        step_ms: 45_000,
+    };
+    assert_eq!(seconds.to_string(), "45s of ~9h15m");
+}
+
+/// Long enough, but mostly gaps: that is a failure, not a wait.
+#[test]
+fn a_long_history_of_gaps_is_an_error() {
+    let values = (0..120)
+        .map(|i| if i % 20 == 0 { 1.0 } else { f64::NAN })
+        .collect();
+    let grid = Grid::from_values(0, 60_000, values);
     assert!(matches!(
-        train(&[grid], shape, &cfg, 1, &Device::flex(), &|_| {}),
+        train(&[grid], SMALL, &tiny(), 1, &Device::flex(), &|_| {}),
         Err(TrainError::NotEnoughData { .. })
     ));
+}
+
+/// A series without gaps that spans exactly the history needed yields
+/// enough windows, whether the grid starts at its first sample (eval) or
+/// a training window earlier (the server), wherever the segments fall;
+/// 5 % less is too little where they fall worst (a window's first end
+/// comes a full window after the first sample).
+#[test]
+fn the_history_needed_is_enough_and_not_much_more() {
+    let shapes = [
+        (45_000, Shape::for_step(45_000, 3_600_000, 21_600_000, 0)),
+        (60_000, Shape::for_step(60_000, 3_600_000, 21_600_000, 0)),
+        (15_000, Shape::for_step(15_000, 3_600_000, 3_600_000, 0)),
+        (1_000, Shape::for_step(1_000, 3_600_000, 10_000, 0)),
+        (60_000, SMALL),
+    ];
+    let cfg = TrainConfig::default();
+    // Training and validation windows of a grid whose first point is
+    // `origin` steps after the epoch: `lead` gaps, then `points` values.
+    let counts = |shape: Shape, step: i64, origin: i64, lead: usize, points: usize| {
+        let mut values = vec![f64::NAN; lead];
+        values.extend((0..points).map(|i| (i % 7) as f64));
+        let grid = Grid::from_values(origin * step, step, values);
+        let (train, val) = split_windows(&[grid], shape, &cfg, &mut SmallRng::seed_from_u64(1));
+        (train.len, val.len)
+    };
+    for (step, shape) in shapes {
+        let need = history_needed_ms(&shape, step);
+        assert_eq!(need % step, 0);
+        let points = (need / step) as usize + 1;
+        let seg = shape.segment as i64;
+        for offset in [0, 1, seg / 2] {
+            for lead in [0, 3 * shape.window] {
+                let origin = 1000 * seg + offset - lead as i64;
+                let (train, val) = counts(shape, step, origin, lead, points);
+                assert!(
+                    train >= MIN_TRAIN_WINDOWS && val >= MIN_VALIDATION_WINDOWS,
+                    "{shape:?} at {step} ms, offset {offset}, {lead} gaps first: {train} and {val} windows"
+                );
+            }
+        }
+        let (train, val) = counts(shape, step, 1000 * seg + 1, 0, points * 19 / 20);
+        assert!(
+            train < MIN_TRAIN_WINDOWS || val < MIN_VALIDATION_WINDOWS,
+            "{shape:?} at {step} ms: 95 % of the need already gives {train} and {val} windows"
+        );
+    }
 }
