@@ -125,7 +125,8 @@ impl Entry {
 
 /// How a training run ended.
 enum Outcome {
-    Trained(ServedModel),
+    /// Boxed: a served model is large beside the other outcomes.
+    Trained(Box<ServedModel>),
     /// Too little history: not a failure, a time to try again.
     Waiting(Shortfall),
     Failed(anyhow::Error),
@@ -134,7 +135,7 @@ enum Outcome {
 impl From<anyhow::Result<ServedModel>> for Outcome {
     fn from(result: anyhow::Result<ServedModel>) -> Self {
         match result {
-            Ok(model) => Outcome::Trained(model),
+            Ok(model) => Outcome::Trained(Box::new(model)),
             Err(e) => match e.downcast_ref::<TrainError>() {
                 Some(TrainError::NotEnoughHistory(shortfall)) => Outcome::Waiting(*shortfall),
                 _ => Outcome::Failed(e),
@@ -412,7 +413,7 @@ impl Registry {
                         naive_mae = model.meta.report.naive_mae,
                         "training finished"
                     );
-                    entry.model = Some(Arc::new(model));
+                    entry.model = Some(Arc::from(model));
                     entry.error = None;
                     entry.failures = 0;
                     entry.retry_at_ms = 0;
