@@ -3,22 +3,24 @@
 //! `promtool_checks_pass` runs `deploy/prometheus/check`: `promtool check
 //! config` and `check rules`, and the rules' `promtool test rules` units.
 //!
-//! `every_dashboard_and_rule_expression_returns_data` back-fills a day of
-//! node-exporter-like history into a real Prometheus started with the
-//! shipped `deploy/prometheus/prometheus.yml` (rules loaded, promcast as
-//! `remote_read` target, scraped, federated), starts promcast with the
+//! `every_dashboard_rule_and_cookbook_expression_returns_data` back-fills a
+//! day of node-exporter-like history into a real Prometheus started with
+//! the shipped `deploy/prometheus/prometheus.yml` (rules loaded, promcast
+//! as `remote_read` target, scraped, federated), starts promcast with the
 //! shipped `deploy/promcast/promcast.yml`, and runs every PromQL expression
-//! of the Grafana dashboard and of the alert rules through Prometheus's
-//! query API: each must evaluate without error or warning, and return data.
-//! An alert's condition only returns data when it fires, so for alerts the
-//! check is on the expression without its final comparison (`X > 0.9` →
-//! `X`): the series the alert watches must exist.
+//! of the Grafana dashboard, of the alert rules and of README.md's PromQL
+//! cookbook through Prometheus's query API: each must evaluate without
+//! error or warning, and return data. An alert's condition only returns
+//! data when it fires, so for alerts the check is on the expression
+//! without its final comparison (`X > 0.9` → `X`): the series the alert
+//! watches must exist.
 
 mod common {
     pub mod harness;
     pub mod http;
     pub mod process;
     pub mod prometheus;
+    pub mod readme;
     #[allow(dead_code)] // the harness can be secured; this suite never secures it
     pub mod secrets;
 }
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use common::harness::{Harness, two_ports};
 use common::process::require_binary;
 use common::prometheus::{PROMETHEUS_BIN, PROMTOOL_BIN, run_promtool_backfill};
+use common::readme;
 use promcast::calendar::now_ms;
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -126,6 +129,42 @@ fn dashboard_expressions() -> Vec<Expression> {
     out
 }
 
+/// README.md's cookbook, where a query with a final comparison is an alert.
+fn cookbook_expressions() -> Vec<Expression> {
+    readme::blocks("## PromQL cookbook", "promql")
+        .iter()
+        .flat_map(|block| readme::queries(block))
+        .map(|expr| Expression {
+            origin: "README.md, PromQL cookbook".to_owned(),
+            alert: without_final_comparison(&expr) != expr.trim_end(),
+            expr,
+        })
+        .collect()
+}
+
+#[test]
+fn cookbook_queries_are_read_whole() {
+    let cookbook = cookbook_expressions();
+    let exprs: Vec<&str> = cookbook.iter().map(|e| e.expr.as_str()).collect();
+    assert!(exprs.len() >= 9, "{exprs:#?}");
+    assert!(
+        exprs.iter().any(|e| e.contains("\n  / ignoring(horizon)")),
+        "a query continues on its indented lines: {exprs:#?}"
+    );
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.starts_with("avg_over_time(\n") && e.ends_with("[1d:5m]\n)")),
+        "a query continues until its brackets close: {exprs:#?}"
+    );
+    assert!(
+        exprs.iter().all(|e| !e.contains('#')),
+        "comments stand between queries: {exprs:#?}"
+    );
+    let alerts = cookbook.iter().filter(|e| e.alert).count();
+    assert_eq!(alerts, 3, "the three alerts: {exprs:#?}");
+}
+
 /// Grafana's variables as the dashboard's defaults would set them.
 fn substitute(expr: &str) -> String {
     expr.replace("$__rate_interval", "2m")
@@ -215,7 +254,7 @@ fn write_node_history(path: &Path) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_dashboard_and_rule_expression_returns_data() {
+async fn every_dashboard_rule_and_cookbook_expression_returns_data() {
     require_binary(PROMETHEUS_BIN);
     require_binary(PROMTOOL_BIN);
     let tmp = tempfile::tempdir().expect("create temporary directory");
@@ -253,6 +292,7 @@ async fn every_dashboard_and_rule_expression_returns_data() {
         "{dashboard_count} dashboard and {} rule expressions found",
         expressions.len() - dashboard_count
     );
+    expressions.extend(cookbook_expressions());
     // Rates need two scrapes of promcast, and its read latency histogram a
     // first remote read: retry each expression for a while before failing.
     let deadline = Instant::now() + Duration::from_secs(180);

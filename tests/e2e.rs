@@ -11,6 +11,13 @@
 //! Two shorter scenarios on an empty Prometheus check the README's
 //! `required_matchers` recipe for a stopped promcast, and that a configured
 //! expression Prometheus refuses is reported when promcast starts.
+//!
+//! `quick_start_demo_queries_return_data` follows README.md's quick start:
+//! promcast on its embedded demo, a fresh Prometheus with the README's
+//! configuration (remote read, and a scrape of `/demo/metrics` for the
+//! demo's own series), and every demo query of the README, which must
+//! return data: the forecasts at once, what happened against what was
+//! forecast from the first scrape on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -27,6 +34,7 @@ mod common {
     pub mod models;
     pub mod process;
     pub mod prometheus;
+    pub mod readme;
     pub mod remote_read;
     pub mod restart;
     pub mod scenario;
@@ -36,9 +44,10 @@ mod common {
 
 use common::family::{METRIC, PREDICTED};
 use common::harness::{Harness, two_ports};
-use common::http::http_client;
+use common::http::{get_text, http_client};
 use common::process::{require_binary, spawn_promcast};
 use common::prometheus::{Answer, PROMETHEUS_BIN, PROMTOOL_BIN, Series};
+use common::readme;
 use common::remote_read::{
     MATCH_EQ, SAMPLES, STREAMED, decode_samples_answer, decode_streamed_answer, matcher,
     post_read_typed,
@@ -554,6 +563,108 @@ async fn check_restart_reuses_model(h: &mut Harness, model: &Value, end: i64) {
         "a restarted promcast with a persisted model must not retrain \
          (promcast_training_runs_total = {runs}){}",
         h.diag()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Quick start
+// ---------------------------------------------------------------------------
+
+/// The demo's families and their series counts.
+const DEMO_SERIES: [(&str, usize); 4] = [
+    ("demo_cpu_usage_percent", 3),
+    ("demo_filesystem_avail_bytes", 1),
+    ("demo_memory_used_bytes", 1),
+    ("demo_http_request_duration_seconds_p99", 1),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quick_start_demo_queries_return_data() {
+    require_binary(PROMETHEUS_BIN);
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let dir = tmp.path().to_path_buf();
+    let (prom_port, promcast_port) = two_ports();
+    let mut h = Harness::new(dir.clone(), prom_port, promcast_port);
+
+    // promcast without an upstream: the demo. A small training budget keeps
+    // the demo's background training from crowding the other test.
+    let config = "model:\n  max_epochs: 2\n  windows_per_epoch: 128\n  patience: 1\n";
+    let log = dir.join("promcast-demo.log");
+    h.promcast = Some(spawn_promcast(&dir, promcast_port, None, config, &log));
+    h.wait_promcast_up().await;
+    check_demo_metrics_endpoint(&h).await;
+
+    // Prometheus as the README configures it, scraping every 2 s rather
+    // than the default minute.
+    let yaml = readme::blocks("## Quick start", "yaml");
+    assert_eq!(
+        yaml.len(),
+        1,
+        "the quick start's one configuration: {yaml:?}"
+    );
+    let config = format!("global:\n  scrape_interval: 2s\n{}", yaml[0])
+        .replace("localhost:9201", &format!("127.0.0.1:{promcast_port}"));
+    let tsdb = dir.join("tsdb");
+    std::fs::create_dir_all(&tsdb).expect("create TSDB directory");
+    h.start_prometheus_with(&config, &tsdb);
+    h.wait_prometheus_ready().await;
+
+    let queries: Vec<String> = readme::blocks("## Quick start", "promql")
+        .iter()
+        .flat_map(|block| readme::queries(block))
+        .collect();
+    assert!(
+        queries.len() >= 4 && queries.iter().any(|q| q.contains("ignoring(horizon)")),
+        "the quick start's queries, one of them against the actual series: {queries:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for query in &queries {
+        loop {
+            let answer = h.instant(query, promcast::calendar::now_ms() / 1000).await;
+            h.assert_no_warnings(query, &answer);
+            if !answer.series.is_empty() {
+                println!("ok ({} series): {query}", answer.series.len());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "README.md's quick start: `{query}` returned no data{}",
+                h.diag()
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// `/demo/metrics` holds every demo series once, at the latest minute,
+/// with its timestamp.
+async fn check_demo_metrics_endpoint(h: &Harness) {
+    let url = format!("{}/demo/metrics", h.promcast_url());
+    let (status, body) = get_text(&h.client, &url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}{}", h.diag()));
+    assert_eq!(status, 200, "GET {url}: {body}{}", h.diag());
+    let now = promcast::calendar::now_ms();
+    for (family, count) in DEMO_SERIES {
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .collect();
+        assert_eq!(lines.len(), count, "{family} in:\n{body}");
+        for line in lines {
+            let mut fields = line.rsplitn(3, ' ');
+            let ts = fields.next().and_then(|t| t.parse::<i64>().ok());
+            let value = fields.next().and_then(|v| v.parse::<f64>().ok());
+            assert!(
+                value.is_some_and(f64::is_finite)
+                    && ts.is_some_and(|ts| ts % 60_000 == 0 && (0..=120_000).contains(&(now - ts))),
+                "a value at the latest minute, with its timestamp: {line} (now {now})"
+            );
+        }
+    }
+    assert!(
+        body.contains(r#"demo_cpu_usage_percent{instance="web-1:9100",job="node"} "#),
+        "the demo's own labels:\n{body}"
     );
 }
 

@@ -1,5 +1,6 @@
 //! Phase 3 of an evaluation: each requested output read off its series'
-//! anchors at every evaluation time.
+//! anchors at every evaluation time, forecasts held within the series'
+//! domain.
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub fn series_outputs(
         one_step_sigma: plan.one_step_sigma,
         first_ms,
     };
+    let domain = Domain::of(&series.samples);
     let anchor_at = |t: i64| {
         plan.span
             .index(t)
@@ -83,7 +85,9 @@ pub fn series_outputs(
                     }
                     kind => {
                         let g = t.div_euclid(ev.step) * ev.step;
-                        anchor_at(g).map(|a| forecast(ev, &calibration, &a, output, kind, t, g))
+                        anchor_at(g).map(|a| {
+                            domain.clamp(forecast(ev, &calibration, &a, output, kind, t, g), t)
+                        })
                     }
                 };
                 value.filter(|v| v.is_finite()).map(|v| (t, v))
@@ -100,6 +104,42 @@ pub fn series_outputs(
         result.push(SyntheticSeries { labels, samples });
     }
     result
+}
+
+/// Where a series' forecasts may lie. Bytes, counts and ratios never go
+/// below 0, yet their forecasts can: the model predicts changes, and a band
+/// around a value near 0 reaches below it. Remote read does not say which
+/// metrics cannot go negative; their history does: at `t`, a series none
+/// of whose samples up to `t` was negative is held at 0 from below. Only
+/// samples at or before `t` decide, as for the forecast itself, and only
+/// those the query read (at least the day the model normalises by): one
+/// pass over samples already at hand. Per series rather than per family,
+/// so that a series' forecast does not depend on which of its siblings a
+/// selector matched.
+#[derive(Debug, Clone, Copy)]
+pub struct Domain {
+    /// The time of the first negative sample, if any.
+    first_negative: Option<i64>,
+}
+
+impl Domain {
+    /// The domain that `samples` show.
+    pub fn of(samples: &[(i64, f64)]) -> Self {
+        Self {
+            first_negative: samples.iter().find(|(_, v)| *v < 0.0).map(|(t, _)| *t),
+        }
+    }
+
+    /// `value`, raised to 0 where the series had not gone negative by `t`;
+    /// a value that is not finite stays as it is, to be left out.
+    pub fn clamp(self, value: f64, t: i64) -> f64 {
+        let held = self.first_negative.is_none_or(|first| first > t);
+        if held && value < 0.0 && value.is_finite() {
+            0.0
+        } else {
+            value
+        }
+    }
 }
 
 /// The anomaly score at `t`: the distance of the latest sample from the

@@ -1,4 +1,4 @@
-use super::read::{along, latest_at};
+use super::read::{Domain, along, latest_at};
 use super::*;
 
 use crate::duration::PromDuration;
@@ -282,4 +282,63 @@ fn the_baseline_answers_young_series_with_wide_bands() {
     // Seen for days: one band at every horizon.
     let w = half_widths(&cycle(start), start);
     assert!((w[1] / w[0] - 1.0).abs() < 1e-9, "{w:?}");
+}
+
+/// A series that never went negative gets no negative forecast or bound;
+/// one that did is forecast as the model says from its first negative
+/// sample on, and held at 0 before it.
+#[test]
+fn forecasts_of_series_that_never_went_negative_stay_at_or_above_zero() {
+    let end = 3 * 86_400_000;
+    let times = evaluation_times(end - 86_400_000, end, 600_000, 1000);
+    let lower = [Output {
+        kind: SeriesKind::PredictedLower,
+        horizon: Some(Horizon::new("1h".parse::<PromDuration>().unwrap())),
+    }];
+    let lower_bounds = |offset: f64| {
+        let mut source = cycle(end);
+        // 50 ± 20 shifted down: 0 at the trough, or below it.
+        for sample in &mut source[0].samples {
+            sample.1 -= 30.0 + offset;
+        }
+        let first_negative = source[0].samples.iter().find(|s| s.1 < 0.0).map(|s| s.0);
+        let predictor = Predictor::Baseline(Baseline::new(None, 1_800_000, 21_600_000, 0.9));
+        let out = evaluate(
+            &predictor,
+            "disk",
+            &lower,
+            &times,
+            &source,
+            &Cache::new(1 << 20),
+            &Metrics::new(),
+        );
+        assert_eq!(out[0].samples.len(), times.len());
+        (out[0].samples.clone(), first_negative)
+    };
+    let (never, first_negative) = lower_bounds(-0.5);
+    assert_eq!(first_negative, None);
+    assert!(never.iter().all(|s| s.1 >= 0.0), "{never:?}");
+    assert!(
+        never.iter().any(|s| s.1 == 0.0),
+        "the band reaches below 0 near the trough and is held there: {never:?}"
+    );
+    let (went, first_negative) = lower_bounds(1.0);
+    let first_negative = first_negative.expect("the shifted cycle goes negative");
+    assert!(first_negative < times[0], "before the evaluated day");
+    assert!(
+        went.iter().any(|s| s.1 < 0.0),
+        "a series with negative samples keeps negative bounds: {went:?}"
+    );
+}
+
+#[test]
+fn the_domain_is_decided_by_samples_up_to_the_evaluation_time() {
+    let domain = Domain::of(&[(0, 1.0), (60, -0.5), (120, 2.0)]);
+    assert_eq!(domain.clamp(-3.0, 59), 0.0);
+    assert_eq!(domain.clamp(-3.0, 60), -3.0);
+    assert_eq!(domain.clamp(4.0, 0), 4.0);
+    let positive = Domain::of(&[(0, 0.0), (60, 5.0)]);
+    assert_eq!(positive.clamp(-1.0, 1000), 0.0);
+    assert!(positive.clamp(f64::NAN, 1000).is_nan());
+    assert_eq!(positive.clamp(f64::NEG_INFINITY, 1000), f64::NEG_INFINITY);
 }

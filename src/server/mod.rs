@@ -1,12 +1,15 @@
 //! The HTTP server: routing, authentication, body limits, and per-request
 //! metrics. The routes live in `remote_read`, `federate`, `admin` (probes,
-//! metrics, models API) and `status` (the HTML page, with `chart`); all of
-//! them reach synthetic series through [`crate::forecast::select`].
-//! Refused requests are logged through `refusals`.
+//! metrics, models API), `status` (the HTML page, with `chart`) and `demo`
+//! (the demo's source series); all but `demo` reach synthetic series
+//! through [`crate::forecast::select`]. `exposition` writes what
+//! Prometheus scrapes. Refused requests are logged through `refusals`.
 
 mod admin;
 pub mod auth;
 mod chart;
+mod demo;
+mod exposition;
 mod federate;
 mod refusals;
 mod remote_read;
@@ -182,11 +185,12 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
         (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(&state)),
         (&Method::GET, "/metrics") => ("/metrics", admin::metrics(&state)),
         (&Method::GET, "/api/v1/models") => ("/api/v1/models", admin::models(&state)),
+        (&Method::GET, "/demo/metrics") => ("/demo/metrics", demo::metrics(&state).await),
         (&Method::GET, "/") => ("/", status::page(&state).await),
         (
             _,
             "/api/v1/read" | "/federate" | "/-/healthy" | "/-/ready" | "/metrics"
-            | "/api/v1/models" | "/",
+            | "/api/v1/models" | "/demo/metrics" | "/",
         ) => (
             "other",
             text(
