@@ -135,6 +135,7 @@ fn train(end: i64, device: &Device) -> ServedModel {
             max_epochs: 2,
             ..TrainConfig::default()
         },
+        warm_start: None,
     };
     let start = Instant::now();
     let (meta, net) = fit(&plan, &history, (end - 3 * DAY_MS, end), device, &|_| {})

@@ -139,8 +139,21 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 struct EvalArgs {
     /// CSV files, or folders searched recursively for them.
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH", required_unless_present = "score_only")]
     paths: Vec<PathBuf>,
+    /// Run NAB's protocol instead of the back-test: every row scored as
+    /// the server would have, the first model trained on the
+    /// probationary rows, retrained every `defaults.retrain_interval`;
+    /// results written in NAB's layout to DIR/promcast/, then every
+    /// detector in DIR scored on NAB's three profiles (with --labels).
+    #[arg(long, value_name = "DIR")]
+    nab_results: Option<PathBuf>,
+    /// With --nab-results: score the results already in DIR, run nothing.
+    #[arg(long, requires = "nab_results")]
+    score_only: bool,
+    /// With --nab-results: seed of the models' initialisation.
+    #[arg(long, default_value_t = 0, requires = "nab_results")]
+    seed: u64,
     /// Horizons to score, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "5m,1h,6h")]
     horizons: Vec<PromDuration>,
@@ -205,6 +218,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Forget { families }) => {
             commands::forget::run(&app::model_dir(&config, &cli.model_dir), &families)
+        }
+        Some(Command::Eval(args)) if args.nab_results.is_some() => {
+            let settings = eval::detect::Settings {
+                family: format!("nab-{}", args.seed),
+                lookback_ms: config.defaults.lookback.as_millis_i64(),
+                max_horizon_ms: config.max_horizon("nab").as_millis_i64(),
+                train_window_ms: config.defaults.train_window.as_millis_i64(),
+                retrain_interval_ms: config.defaults.retrain_interval.as_millis_i64(),
+                train: config.model.clone(),
+            };
+            let request = commands::nab::Request {
+                paths: args.paths,
+                results: args.nab_results.unwrap_or_default(),
+                labels: args.labels,
+                score_only: args.score_only,
+                jobs: args.jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                }),
+            };
+            let device = cli.backend.device()?;
+            tokio::task::block_in_place(|| commands::nab::run(&settings, &device, &request))
         }
         Some(Command::Eval(args)) => {
             let settings = eval::Settings {

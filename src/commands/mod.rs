@@ -5,6 +5,7 @@
 pub mod eval;
 pub mod forecast;
 pub mod forget;
+pub mod nab;
 pub mod train;
 
 /// Left-aligned text columns, a header row, and a rule under it. The

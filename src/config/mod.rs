@@ -403,6 +403,7 @@ impl Config {
             ("model.hidden", m.hidden, 1),
             ("model.layers", m.layers, 1),
             ("model.max_epochs", m.max_epochs, 1),
+            ("model.warm_epochs", m.warm_epochs, 1),
             ("model.patience", m.patience, 1),
             ("model.batch_size", m.batch_size, 1),
             ("model.windows_per_epoch", m.windows_per_epoch, 1),

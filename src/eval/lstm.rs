@@ -58,13 +58,11 @@ impl Lstm {
             lookback_ms: settings.lookback_ms,
             max_horizon_ms: plan.max_horizon_ms(),
             train: settings.train.clone(),
+            warm_start: None,
         };
         let on_epoch = |e: Epoch| progress(Phase::Training(e));
         let span = (plan.grid.start_ms, cut - 1);
-        let guard = crate::lock::lock(&evaluator.training);
-        let fitted = fit(&training, &[history], span, &evaluator.device, &on_epoch);
-        drop(guard);
-        let (meta, net) = fitted?;
+        let (meta, net) = fit(&training, &[history], span, &evaluator.device, &on_epoch)?;
         Ok(Self {
             training: (meta.report.epochs, meta.report.seconds),
             predictor: Predictor::Model(Arc::new(ServedModel {

@@ -14,6 +14,7 @@
 //! (`file_report`: the scores of every method's forecasts).
 
 pub mod dataset;
+pub mod detect;
 mod file_report;
 mod lstm;
 pub mod methods;
@@ -22,7 +23,6 @@ mod refits;
 pub mod score;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use burn::tensor::Device;
 use serde::Serialize;
@@ -73,20 +73,12 @@ pub enum Phase {
 pub struct Evaluator {
     settings: Settings,
     device: Device,
-    /// Held while a network is initialised and trained: burn seeds its
-    /// initialisation per device, so one training at a time keeps every
-    /// file's model the same whatever the number of threads.
-    training: Mutex<()>,
 }
 
 impl Evaluator {
     /// An evaluator running models on `device`.
     pub fn new(settings: Settings, device: Device) -> Self {
-        Self {
-            settings,
-            device,
-            training: Mutex::new(()),
-        }
+        Self { settings, device }
     }
 
     /// The settings it runs with.

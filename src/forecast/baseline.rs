@@ -11,6 +11,9 @@ use crate::upstream::SourceSeries;
 
 use super::Anchor;
 
+/// Fewest one-step changes the baseline measures its error on.
+const MIN_SIGMA_CHANGES: usize = 30;
+
 /// The seasonal baseline for one family.
 #[derive(Debug, Clone)]
 pub struct Baseline {
@@ -76,39 +79,36 @@ impl Baseline {
     }
 
     /// The baseline forecast anchored at grid index `i`: the window's
-    /// seasonal-naive curve as it is.
+    /// seasonal-naive curve as it is, with the spread of the one-step
+    /// changes over the normalisation span before it as its error.
     pub fn anchor(&self, grid: &Grid, i: usize, shape: &Shape) -> Option<Anchor> {
         let w = grid.window(i, shape)?;
+        let from = (i + 1).saturating_sub(shape.norm_points);
         Some(Anchor {
             last: w.last,
+            sigma: one_step_sigma(&grid.values[from..=i]) / w.scale,
             scale: w.scale,
             deltas: w.seasonal,
         })
     }
 }
 
-/// Robust spread of one-step changes over the whole grid, in units of the
-/// grid's standard deviation: the baseline's stand-in for a model's
-/// one-step residual spread.
-pub fn one_step_sigma(grid: &Grid) -> f64 {
-    let present: Vec<f64> = grid
-        .values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    let diffs: Vec<f64> = grid
-        .values
+/// Robust spread of one-step changes over `values` (source units, gaps as
+/// `NaN`): the baseline's stand-in for a model's one-step residual spread.
+/// Only values at or before an anchor go in, so that a score is causal.
+/// `NaN` from fewer than [`MIN_SIGMA_CHANGES`] changes: a spread read off
+/// a handful of samples would make a young series' every wiggle look
+/// unusual.
+fn one_step_sigma(values: &[f64]) -> f64 {
+    let diffs: Vec<f64> = values
         .windows(2)
         .filter(|w| w[0].is_finite() && w[1].is_finite())
         .map(|w| w[1] - w[0])
         .collect();
-    let mean = present.iter().sum::<f64>() / present.len().max(1) as f64;
-    let std = (present.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-        / present.len().max(1) as f64)
-        .sqrt();
-    let spread = residual_sigma(&diffs);
-    (spread / std.max(1e-12)).max(1e-6)
+    if diffs.len() < MIN_SIGMA_CHANGES {
+        return f64::NAN;
+    }
+    residual_sigma(&diffs)
 }
 
 /// Inverse of the standard normal CDF (Acklam's rational approximation,

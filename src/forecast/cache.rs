@@ -94,6 +94,7 @@ mod tests {
             last: 1.0,
             scale: 1.0,
             deltas: vec![0.0; n],
+            sigma: 0.1,
         })
     }
 

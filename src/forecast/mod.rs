@@ -14,6 +14,7 @@
 //! [`select`] is the query core above it, [`registry`] and [`training`]
 //! keep the models it runs.
 
+pub mod anomaly;
 mod baseline;
 mod cache;
 pub mod missing;
@@ -41,9 +42,6 @@ pub use cache::Cache;
 /// this (not to be confused with `defaults.lookback`, the model's input
 /// window).
 pub const STALENESS_MS: i64 = 300_000;
-/// An anomaly score above 1 means the value is this many robust standard
-/// deviations of one-step-ahead error away from the forecast.
-pub const ANOMALY_SIGMAS: f64 = 5.0;
 /// Passes per model call.
 const BATCH: usize = 1024;
 
@@ -57,6 +55,9 @@ pub struct Anchor {
     pub scale: f64,
     /// Predicted change, normalised, at steps `1..=K`.
     pub deltas: Vec<f32>,
+    /// The predictor's one-step error here, normalised: what an anomaly
+    /// score measures the next sample's residual in.
+    pub sigma: f64,
 }
 
 /// A trained model as served.
@@ -89,12 +90,13 @@ pub struct SyntheticSeries {
 
 impl Predictor {
     /// How much history before the first evaluation time the predictor
-    /// reads (input window, normalisation window, and a step of slack).
+    /// reads (input window, normalisation window, the anomaly score's
+    /// rows, and a step of slack).
     pub fn history_ms(&self) -> i64 {
         match self {
             Predictor::Model(m) => {
                 let s = m.meta.shape;
-                (s.history_points() as i64 + 2) * m.meta.step_ms + STALENESS_MS
+                (s.history_points() + anomaly::MEMORY + 2) as i64 * m.meta.step_ms + STALENESS_MS
             }
             Predictor::Baseline(b) => b.history_ms(),
         }
@@ -142,6 +144,11 @@ impl<'a> Evaluation<'a> {
                 (step, b.shape(step))
             }
         };
+        let needs_anomaly = outputs.iter().any(|o| o.kind == SeriesKind::AnomalyScore);
+        // The anomaly score's oldest row reads a forecast this many steps
+        // before the first time.
+        let rows_back = if needs_anomaly { anomaly::MEMORY } else { 0 };
+        let points_back = (shape.history_points() + rows_back + 1) as i64;
         Some(Self {
             predictor,
             family,
@@ -150,8 +157,8 @@ impl<'a> Evaluation<'a> {
             step,
             shape,
             staleness: staleness_ms(step),
-            grid_start: t_min.div_euclid(step) * step - (shape.history_points() as i64 + 1) * step,
-            needs_anomaly: outputs.iter().any(|o| o.kind == SeriesKind::AnomalyScore),
+            grid_start: t_min.div_euclid(step) * step - points_back * step,
+            needs_anomaly,
             needs_forecast: outputs.iter().any(|o| o.kind != SeriesKind::AnomalyScore),
             now: crate::calendar::now_ms(),
         })
@@ -217,6 +224,7 @@ fn run_model(
                 last: w.last,
                 scale: w.scale,
                 deltas,
+                sigma: m.meta.report.one_step_sigma,
             });
             cache.put(key.clone(), Arc::clone(&anchor));
             series[si].anchors.insert(w.end, Some(anchor));
@@ -224,10 +232,16 @@ fn run_model(
     }
 }
 
-/// The last grid point strictly before `t`: the anchor whose forecast an
-/// anomaly score at `t` compares against.
+/// The last grid point strictly before `t`: the anchor whose forecast the
+/// sample at `t` is compared with.
 fn before(t: i64, step: i64) -> i64 {
     (t - 1).div_euclid(step) * step
+}
+
+/// The times of the rows the anomaly score at `t` reads, oldest first:
+/// `t` and the [`anomaly::MEMORY`]` − 1` model steps before it.
+fn anomaly_rows(t: i64, step: i64) -> impl Iterator<Item = i64> {
+    (0..anomaly::MEMORY as i64).rev().map(move |k| t - k * step)
 }
 
 /// The evaluation times for a query over `[start_ms, end_ms]`: `end_ms`,

@@ -10,7 +10,7 @@ use crate::model::{FEATURES, Grid, Pass, Window};
 use crate::upstream::SourceSeries;
 
 use super::cache::{self, Cache};
-use super::{Anchor, Evaluation, Predictor, ServedModel, baseline, before};
+use super::{Anchor, Evaluation, Predictor, ServedModel, anomaly_rows, before};
 use crate::telemetry::Metrics;
 
 /// The anchors one series needs, by grid index; `None` until computed.
@@ -31,8 +31,6 @@ pub struct Pending {
 pub struct SeriesPlan {
     /// Where its grid lies (the grid itself is dropped after planning).
     pub span: Span,
-    /// One-step error scale of the predictor on this series.
-    pub one_step_sigma: f64,
     /// Anchors needed; cached or baseline ones already filled in.
     pub anchors: Anchors,
 }
@@ -82,18 +80,20 @@ fn plan_series(
         {
             anchors.insert(i, None);
         }
-        if ev.needs_anomaly
-            && let Some(i) = grid.index(before(t, step))
-        {
-            anchors.insert(i, None);
+        if ev.needs_anomaly {
+            for row in anomaly_rows(t, step) {
+                if let Some(i) = grid.index(before(row, step)) {
+                    anchors.insert(i, None);
+                }
+            }
         }
     }
-    let (pending, one_step_sigma) = match ev.predictor {
+    let pending = match ev.predictor {
         Predictor::Baseline(b) => {
             for (&i, slot) in anchors.iter_mut() {
                 *slot = b.anchor(&grid, i, &ev.shape).map(Arc::new);
             }
-            (Vec::new(), baseline::one_step_sigma(&grid))
+            Vec::new()
         }
         Predictor::Model(m) => {
             let lookup = Lookup {
@@ -103,15 +103,13 @@ fn plan_series(
                 cache,
                 metrics,
             };
-            let pending = lookup.pending(si, &grid, &mut anchors);
-            (pending, m.meta.report.one_step_sigma)
+            lookup.pending(si, &grid, &mut anchors)
         }
     };
     // The grid itself (a day of values and their prefix sums) ends here,
     // so that a large family's grids are never all alive at once.
     let plan = SeriesPlan {
         span: grid.span(),
-        one_step_sigma,
         anchors,
     };
     (plan, pending)

@@ -9,13 +9,12 @@ use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::upstream::SourceSeries;
 
 use super::plan::SeriesPlan;
-use super::{ANOMALY_SIGMAS, Anchor, Evaluation, Predictor, SyntheticSeries, before};
+use super::{Anchor, Evaluation, Predictor, SyntheticSeries, anomaly, anomaly_rows, before};
 
 /// Residual calibration of a predictor on one series, in normalised units.
 struct Calibration<'a> {
     lo: &'a [f32],
     hi: &'a [f32],
-    one_step_sigma: f64,
     /// For the baseline, the series' first sample read: a young series'
     /// band widens beyond the spread it has shown (see [`Calibration::widening`]).
     first_ms: Option<i64>,
@@ -60,12 +59,7 @@ pub fn series_outputs(
             series.samples.first().map(|s| s.0),
         ),
     };
-    let calibration = Calibration {
-        lo,
-        hi,
-        one_step_sigma: plan.one_step_sigma,
-        first_ms,
-    };
+    let calibration = Calibration { lo, hi, first_ms };
     let domain = Domain::of(&series.samples);
     let anchor_at = |t: i64| {
         plan.span
@@ -80,8 +74,13 @@ pub fn series_outputs(
             .filter_map(|&t| {
                 let value = match output.kind {
                     SeriesKind::AnomalyScore => {
-                        let g = before(t, ev.step);
-                        anchor_at(g).and_then(|a| anomaly_score(ev, &calibration, &a, series, t, g))
+                        let residuals: Vec<Option<f64>> = anomaly_rows(t, ev.step)
+                            .map(|row| {
+                                let g = before(row, ev.step);
+                                anchor_at(g).and_then(|a| residual(ev, &a, series, row, g))
+                            })
+                            .collect();
+                        anomaly::score(&residuals)
                     }
                     kind => {
                         let g = t.div_euclid(ev.step) * ev.step;
@@ -142,20 +141,20 @@ impl Domain {
     }
 }
 
-/// The anomaly score at `t`: the distance of the latest sample from the
-/// forecast made at the anchor `g` before it, in units of
-/// [`ANOMALY_SIGMAS`] one-step errors.
-fn anomaly_score(
+/// One row of the anomaly score: the latest sample at `t` less the
+/// forecast made at the anchor `g` before it, in one-step errors
+/// ([`anomaly::sigma`]); `None` where that error is not known yet.
+fn residual(
     ev: &Evaluation,
-    calibration: &Calibration,
     a: &Arc<Anchor>,
     series: &SourceSeries,
     t: i64,
     g: i64,
 ) -> Option<f64> {
+    let sigma = Some(a.sigma).filter(|s| s.is_finite())?;
     let x = latest_at(&series.samples, t, ev.staleness)?;
     let expected = a.last + a.scale * along(&a.deltas, (t - g) as f64 / ev.step as f64);
-    Some((x - expected).abs() / (ANOMALY_SIGMAS * calibration.one_step_sigma * a.scale))
+    Some((x - expected) / (anomaly::sigma(sigma) * a.scale))
 }
 
 /// The forecast (or a bound of it) of `output` at `t` from the anchor `g`,

@@ -458,21 +458,18 @@ impl Registry {
         if history.is_empty() {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
+        let current = self.lock().get(family).and_then(|e| e.model.clone());
         let plan = TrainingPlan {
             family: family.to_owned(),
-            version: self
-                .lock()
-                .get(family)
-                .and_then(|e| e.model.as_ref())
-                .map_or_else(
-                    || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
-                    |m| m.meta.version,
-                )
-                + 1,
+            version: current.as_ref().map_or_else(
+                || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
+                |m| m.meta.version,
+            ) + 1,
             step_ms: self.config.step(family).map(|s| s.as_millis_i64()),
             lookback_ms: self.config.defaults.lookback.as_millis_i64(),
             max_horizon_ms: self.config.max_horizon(family).as_millis_i64(),
             train: self.config.model.clone(),
+            warm_start: current.map(|m| (m.meta.shape, m.net.clone())),
         };
         let device = self.device.clone();
         let dir = self.dir.clone();

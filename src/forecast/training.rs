@@ -28,6 +28,9 @@ pub struct TrainingPlan {
     pub max_horizon_ms: i64,
     /// Network size and training budget.
     pub train: TrainConfig,
+    /// The model this run replaces, by its layout and network: its
+    /// weights start the run where the layout is unchanged.
+    pub warm_start: Option<(Shape, LstmNet)>,
 }
 
 impl TrainingPlan {
@@ -60,11 +63,17 @@ pub fn fit(
         .iter()
         .map(|s| Grid::resample(&s.samples, start, end, step, staleness_ms(step)))
         .collect();
+    let warm = plan
+        .warm_start
+        .as_ref()
+        .filter(|(previous, _)| *previous == shape)
+        .map(|(_, net)| net);
     let trained = train(
         &grids,
         shape,
         &plan.train,
         seed_for(&plan.family),
+        warm,
         device,
         progress,
     )?;
@@ -115,6 +124,7 @@ mod tests {
                 lookback_ms: config.defaults.lookback.as_millis_i64(),
                 max_horizon_ms,
                 train: config.model.clone(),
+                warm_start: None,
             };
             let (step, shape) = plan.layout(Some(scrape_s * 1000), 0);
             let short = Shortfall {

@@ -285,6 +285,7 @@ pub(crate) mod tests {
             report: Report {
                 epochs: 1,
                 stopped_early: false,
+                warm_start: false,
                 train_windows: 1,
                 validation_windows: 1,
                 validation_loss: 0.5,

@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub layers: usize,
     /// Upper bound on training epochs (early stopping usually ends sooner).
     pub max_epochs: usize,
+    /// Upper bound on the epochs of a retrain that starts from the
+    /// previous model's weights: it refines a network that already fits,
+    /// so it needs far fewer.
+    pub warm_epochs: usize,
     /// Epochs without validation improvement before training stops.
     pub patience: usize,
     /// Windows per optimisation step.
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             hidden: 50,
             layers: 2,
             max_epochs: 30,
+            warm_epochs: 4,
             patience: 6,
             batch_size: 128,
             windows_per_epoch: 4096,
@@ -96,6 +101,9 @@ pub struct Report {
     pub epochs: usize,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Whether the run started from the previous model's weights.
+    #[serde(default)]
+    pub warm_start: bool,
     /// Training windows available.
     pub train_windows: usize,
     /// Validation windows scored.
@@ -193,6 +201,8 @@ pub enum TrainError {
     NotEnoughData { train: usize, validation: usize },
     #[error("training diverged (validation loss is not finite)")]
     Diverged,
+    #[error("the previous model's weights could not be reused: {0}")]
+    WarmStart(String),
 }
 
 /// A set of windows with their targets, flattened for tensors.
@@ -303,14 +313,23 @@ pub struct Epoch {
     pub validation_loss: f64,
 }
 
+/// Held while a network is initialised: burn seeds its initialisation per
+/// device, so two trainings initialising at once (files evaluated in
+/// parallel, families trained side by side) would draw from each other's
+/// stream and neither would be reproducible.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Trains a network on the windows of `grids` (one grid per series);
 /// `seed` drives initialisation and sampling, so runs are reproducible.
-/// `progress` hears of every finished epoch.
+/// With `warm`, a network of the same spec, training starts from its
+/// weights for at most [`TrainConfig::warm_epochs`]. `progress` hears of
+/// every finished epoch.
 pub fn train(
     grids: &[Grid],
     shape: Shape,
     cfg: &TrainConfig,
     seed: u64,
+    warm: Option<&LstmNet>,
     device: &Device,
     progress: &dyn Fn(Epoch),
 ) -> Result<Trained, TrainError> {
@@ -340,18 +359,34 @@ pub fn train(
         layers: cfg.layers,
         outputs: shape.horizon_steps,
     };
-    device.seed(seed);
+    let warm = warm.filter(|w| w.spec() == spec);
+    let max_epochs = if warm.is_some() {
+        cfg.warm_epochs.min(cfg.max_epochs)
+    } else {
+        cfg.max_epochs
+    };
+    let train_device = device.clone().autodiff();
+    let initial = {
+        let _guard = crate::lock::lock(&INIT);
+        device.seed(seed);
+        // burn draws a parameter's initial values when it is first read,
+        // not when the network is built: serialising the drawn network
+        // reads them all here, under the lock, in a fixed order.
+        let drawn = LstmNet::new(spec, &train_device);
+        load_weights(LstmNet::new(spec, &train_device), warm.unwrap_or(&drawn))?
+    };
     let step_weights = train_set.step_weights(spec.outputs);
     let run = Run {
         spec,
         cfg,
+        max_epochs,
         train_set: &train_set,
         val_set: &val_set,
         step_weights: &step_weights,
         device,
         started,
     };
-    let (net, epochs) = run.epochs(&mut rng, progress)?;
+    let (net, epochs) = run.epochs(initial, &train_device, &mut rng, progress)?;
     let eval = evaluate(&net, &val_set, &spec, &step_weights, device);
     let (residual_lo, residual_hi) = interval_residuals(&eval.residuals, cfg.interval_coverage);
     let one_step_sigma =
@@ -360,7 +395,8 @@ pub fn train(
         net,
         report: Report {
             epochs,
-            stopped_early: epochs < cfg.max_epochs,
+            stopped_early: epochs < max_epochs,
+            warm_start: warm.is_some(),
             train_windows: train_set.len,
             validation_windows: val_set.len,
             validation_loss: eval.loss,
@@ -374,10 +410,27 @@ pub fn train(
     })
 }
 
+/// `net` with the weights of `from` (same spec), on `net`'s device: the
+/// weights go through their serialised form, as a saved model's do, so
+/// that they land on the training device whatever device `from` is on.
+fn load_weights(net: LstmNet, from: &LstmNet) -> Result<LstmNet, TrainError> {
+    let bytes = from
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::WarmStart(e.to_string()))?;
+    let record = burn::store::ModuleRecord::from_bytes(bytes)
+        .map_err(|e| TrainError::WarmStart(e.to_string()))?;
+    net.try_load_record(record)
+        .map_err(|e| TrainError::WarmStart(e.to_string()))
+}
+
 /// One training run's fixed parts.
 struct Run<'a> {
     spec: NetSpec,
     cfg: &'a TrainConfig,
+    /// Epochs this run may take: fewer when it starts warm.
+    max_epochs: usize,
     train_set: &'a Batchable,
     val_set: &'a Batchable,
     step_weights: &'a [f32],
@@ -391,26 +444,26 @@ impl Run<'_> {
     /// Returns the best network (by validation loss) and the epochs run.
     fn epochs(
         &self,
+        mut net: LstmNet,
+        train_device: &Device,
         rng: &mut SmallRng,
         progress: &dyn Fn(Epoch),
     ) -> Result<(LstmNet, usize), TrainError> {
         let (cfg, spec) = (self.cfg, &self.spec);
-        let train_device = self.device.clone().autodiff();
         let weights = Tensor::<2>::from_data(
             TensorData::new(self.step_weights.to_vec(), [1, spec.outputs]),
-            &train_device,
+            train_device,
         );
-        let mut net = LstmNet::new(*spec, &train_device);
         let mut optim = AdamConfig::new().init();
         let mut best: Option<(f64, LstmNet)> = None;
         let mut since_best = 0;
         let mut epochs = 0;
         let mut order: Vec<usize> = (0..self.train_set.len).collect();
-        while epochs < cfg.max_epochs {
+        while epochs < self.max_epochs {
             epochs += 1;
             order.shuffle(rng);
             for idx in order[..cfg.windows_per_epoch.min(order.len())].chunks(cfg.batch_size) {
-                let b = self.train_set.batch(idx, spec, &train_device);
+                let b = self.train_set.batch(idx, spec, train_device);
                 if b.present == 0 {
                     continue;
                 }
@@ -441,7 +494,7 @@ impl Run<'_> {
             );
             progress(Epoch {
                 epoch: epochs,
-                max_epochs: cfg.max_epochs,
+                max_epochs: self.max_epochs,
                 validation_loss: loss,
             });
             if best.as_ref().is_none_or(|(b, _)| loss < *b * (1.0 - 1e-4)) {

@@ -52,6 +52,7 @@ fn learns_a_daily_cycle_better_than_flat() {
         hidden: 16,
         layers: 1,
         max_epochs: 40,
+        warm_epochs: 2,
         patience: 40,
         batch_size: 32,
         windows_per_epoch: 256,
@@ -59,9 +60,19 @@ fn learns_a_daily_cycle_better_than_flat() {
         max_training_time: PromDuration::from_secs(120),
         interval_coverage: 0.9,
     };
-    let trained = train(&[grid], shape, &cfg, 7, &Device::flex(), &|_| {}).unwrap();
+    let trained = train(
+        &[grid.clone()],
+        shape,
+        &cfg,
+        7,
+        None,
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
     let r = &trained.report;
     assert!(r.validation_mae < r.naive_mae * 0.8, "{r:?}");
+    assert!(!r.warm_start);
     assert_eq!(r.residual_lo.len(), 12);
     assert!(
         r.residual_lo
@@ -69,6 +80,30 @@ fn learns_a_daily_cycle_better_than_flat() {
             .zip(&r.residual_hi)
             .all(|(lo, hi)| lo <= hi)
     );
+
+    // A retrain from these weights takes at most `warm_epochs` and starts
+    // where the first run ended: ahead of a cold run of as many epochs
+    // with the same seed, which is what it would be had the weights not
+    // been loaded.
+    let warm = train(
+        &[grid.clone()],
+        shape,
+        &cfg,
+        8,
+        Some(&trained.net),
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
+    let short = TrainConfig {
+        max_epochs: 2,
+        ..cfg.clone()
+    };
+    let cold = train(&[grid], shape, &short, 8, None, &Device::flex(), &|_| {}).unwrap();
+    let (w, c) = (&warm.report, &cold.report);
+    assert!(w.warm_start && w.epochs <= 2, "{w:?}");
+    assert!(w.validation_mae < r.validation_mae * 1.2, "{w:?} vs {r:?}");
+    assert!(w.validation_mae < c.validation_mae, "{w:?} vs {c:?}");
 }
 
 const SMALL: Shape = Shape {
@@ -84,6 +119,7 @@ fn tiny() -> TrainConfig {
         hidden: 4,
         layers: 1,
         max_epochs: 1,
+        warm_epochs: 1,
         patience: 1,
         batch_size: 4,
         windows_per_epoch: 4,
@@ -102,7 +138,7 @@ fn too_little_history_is_a_shortfall_in_time() {
     let mut values = vec![f64::NAN; 40];
     values.extend([1.0; 20]);
     let grid = Grid::from_values(0, 60_000, values);
-    let err = train(&[grid], SMALL, &tiny(), 1, &Device::flex(), &|_| {}).err();
+    let err = train(&[grid], SMALL, &tiny(), 1, None, &Device::flex(), &|_| {}).err();
     // 42 steps before the split are 80 % of 52.5: 53 minutes.
     let expected = Shortfall {
         have_ms: 19 * 60_000,
@@ -132,7 +168,7 @@ fn a_long_history_of_gaps_is_an_error() {
         .collect();
     let grid = Grid::from_values(0, 60_000, values);
     assert!(matches!(
-        train(&[grid], SMALL, &tiny(), 1, &Device::flex(), &|_| {}),
+        train(&[grid], SMALL, &tiny(), 1, None, &Device::flex(), &|_| {}),
         Err(TrainError::NotEnoughData { .. })
     ));
 }
