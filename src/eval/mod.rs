@@ -17,6 +17,7 @@ pub mod dataset;
 mod file_report;
 mod lstm;
 pub mod methods;
+pub mod nab;
 mod plan;
 mod refits;
 pub mod score;
