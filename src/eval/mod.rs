@@ -18,6 +18,7 @@ pub mod detect;
 mod file_report;
 mod lstm;
 pub mod methods;
+pub mod nab;
 mod plan;
 mod refits;
 pub mod score;

@@ -1,6 +1,7 @@
 //! The error measures `promcast eval` reports: MASE, interval coverage,
 //! and a NAB-style score of anomaly alarms against labelled windows.
 
+use super::nab::scaled_sigmoid;
 use crate::calendar::DAY_MS;
 
 /// NAB's standard profile: reward of a detection at a window's start, cost
@@ -228,15 +229,6 @@ impl AnomalyScore {
     }
 }
 
-/// NAB's scaled sigmoid: 1 far before 0, −1 far after, 0 at 0.
-fn scaled_sigmoid(y: f64) -> f64 {
-    if y > 3.0 {
-        -1.0
-    } else {
-        2.0 / (1.0 + (5.0 * y).exp()) - 1.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,16 +274,6 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert!(close(geometric_mean(&[1.0, 4.0]).unwrap(), 2.0));
         assert!(close(geometric_mean(&[2.0, 8.0, f64::NAN]).unwrap(), 4.0));
-    }
-
-    #[test]
-    fn sigmoid_matches_nab() {
-        assert!(close(scaled_sigmoid(0.0), 0.0));
-        assert!(close(
-            scaled_sigmoid(-1.0),
-            2.0 / (1.0 + (-5.0f64).exp()) - 1.0
-        ));
-        assert_eq!(scaled_sigmoid(3.5), -1.0);
     }
 
     /// Ten points, one window over points 4..=7 (4 points).
