@@ -41,9 +41,17 @@ impl Baseline {
         }
     }
 
-    /// History needed before the first evaluation time.
-    pub fn history_ms(&self) -> i64 {
-        DAY_MS + self.lookback_ms + super::STALENESS_MS + HOUR_MS
+    /// History needed before the first evaluation time; with `anomaly`,
+    /// also the anomaly score's memory at the configured step, or at a
+    /// minute where the step follows the source (a series scraped more
+    /// slowly gets less memory from the baseline than from its model).
+    pub fn history_ms(&self, anomaly: bool) -> i64 {
+        let base = DAY_MS + self.lookback_ms + super::STALENESS_MS + HOUR_MS;
+        if !anomaly {
+            return base;
+        }
+        let step = self.step_ms.unwrap_or(crate::calendar::MINUTE_MS);
+        base + super::anomaly_memory(step) as i64 * step
     }
 
     /// The grid step: configured, else the source's spacing.

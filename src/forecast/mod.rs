@@ -24,10 +24,12 @@ pub mod registry;
 pub mod select;
 pub mod training;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::tensor::Device;
 
+use crate::calendar::DAY_MS;
 use crate::labels::Labels;
 use crate::model::store::ModelMeta;
 use crate::model::{LstmNet, Pass, Shape, Window, predict};
@@ -90,15 +92,16 @@ pub struct SyntheticSeries {
 
 impl Predictor {
     /// How much history before the first evaluation time the predictor
-    /// reads (input window, normalisation window, the anomaly score's
-    /// rows, and a step of slack).
-    pub fn history_ms(&self) -> i64 {
+    /// reads (input window, normalisation window, a step of slack, and
+    /// with `anomaly` the anomaly score's memory).
+    pub fn history_ms(&self, anomaly: bool) -> i64 {
         match self {
             Predictor::Model(m) => {
-                let s = m.meta.shape;
-                (s.history_points() + anomaly::MEMORY + 2) as i64 * m.meta.step_ms + STALENESS_MS
+                let (s, step) = (m.meta.shape, m.meta.step_ms);
+                let memory = if anomaly { anomaly_memory(step) } else { 0 };
+                (s.history_points() + memory + 2) as i64 * step + STALENESS_MS
             }
-            Predictor::Baseline(b) => b.history_ms(),
+            Predictor::Baseline(b) => b.history_ms(anomaly),
         }
     }
 }
@@ -121,7 +124,8 @@ pub struct Evaluation<'a> {
     shape: Shape,
     staleness: i64,
     grid_start: i64,
-    needs_anomaly: bool,
+    /// Rows the anomaly score at a time reads; 0 when none is asked.
+    anomaly_memory: usize,
     needs_forecast: bool,
     now: i64,
 }
@@ -145,10 +149,14 @@ impl<'a> Evaluation<'a> {
             }
         };
         let needs_anomaly = outputs.iter().any(|o| o.kind == SeriesKind::AnomalyScore);
-        // The anomaly score's oldest row reads a forecast this many steps
-        // before the first time.
-        let rows_back = if needs_anomaly { anomaly::MEMORY } else { 0 };
-        let points_back = (shape.history_points() + rows_back + 1) as i64;
+        // The anomaly score's oldest row reads a forecast made this many
+        // steps before the first time.
+        let anomaly_memory = if needs_anomaly {
+            anomaly_memory(step)
+        } else {
+            0
+        };
+        let points_back = (shape.history_points() + anomaly_memory + 1) as i64;
         Some(Self {
             predictor,
             family,
@@ -158,7 +166,7 @@ impl<'a> Evaluation<'a> {
             shape,
             staleness: staleness_ms(step),
             grid_start: t_min.div_euclid(step) * step - points_back * step,
-            needs_anomaly,
+            anomaly_memory,
             needs_forecast: outputs.iter().any(|o| o.kind != SeriesKind::AnomalyScore),
             now: crate::calendar::now_ms(),
         })
@@ -238,10 +246,42 @@ fn before(t: i64, step: i64) -> i64 {
     (t - 1).div_euclid(step) * step
 }
 
-/// The times of the rows the anomaly score at `t` reads, oldest first:
-/// `t` and the [`anomaly::MEMORY`]` − 1` model steps before it.
-fn anomaly_rows(t: i64, step: i64) -> impl Iterator<Item = i64> {
-    (0..anomaly::MEMORY as i64).rev().map(move |k| t - k * step)
+/// Rows of memory the anomaly score has at a model step of `step_ms`.
+pub fn anomaly_memory(step_ms: i64) -> usize {
+    anomaly::memory((DAY_MS / step_ms.max(1)).max(1) as usize)
+}
+
+/// A stretch of anomaly rows: consecutive model steps from `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowRun {
+    start: i64,
+    rows: usize,
+}
+
+impl RowRun {
+    fn times(self, step: i64) -> impl Iterator<Item = i64> {
+        (0..self.rows as i64).map(move |k| self.start + k * step)
+    }
+}
+
+/// The rows the anomaly scores at `times` read, by their phase on the
+/// model grid (a time's row falls on `t`, `t − step`, …): per phase, one
+/// run from `memory − 1` steps before its first time to its last time, so
+/// that the times of a range query share their rows.
+fn row_runs(times: &[i64], step: i64, memory: usize) -> BTreeMap<i64, RowRun> {
+    let mut spans: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for &t in times {
+        let span = spans.entry(t.rem_euclid(step)).or_insert((t, t));
+        *span = (span.0.min(t), span.1.max(t));
+    }
+    spans
+        .into_iter()
+        .map(|(phase, (first, last))| {
+            let start = first - (memory.max(1) as i64 - 1) * step;
+            let rows = ((last - start) / step) as usize + 1;
+            (phase, RowRun { start, rows })
+        })
+        .collect()
 }
 
 /// The evaluation times for a query over `[start_ms, end_ms]`: `end_ms`,

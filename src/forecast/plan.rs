@@ -10,7 +10,7 @@ use crate::model::{FEATURES, Grid, Pass, Window};
 use crate::upstream::SourceSeries;
 
 use super::cache::{self, Cache};
-use super::{Anchor, Evaluation, Predictor, ServedModel, anomaly_rows, before};
+use super::{Anchor, Evaluation, Predictor, ServedModel, before, row_runs};
 use crate::telemetry::Metrics;
 
 /// The anchors one series needs, by grid index; `None` until computed.
@@ -74,14 +74,16 @@ fn plan_series(
     let (step, t_max) = (ev.step, ev.times[ev.times.len() - 1]);
     let grid = Grid::resample(&series.samples, ev.grid_start, t_max, step, ev.staleness);
     let mut anchors = Anchors::new();
-    for &t in ev.times {
-        if ev.needs_forecast
-            && let Some(i) = grid.index(t.div_euclid(step) * step)
-        {
-            anchors.insert(i, None);
+    if ev.needs_forecast {
+        for &t in ev.times {
+            if let Some(i) = grid.index(t.div_euclid(step) * step) {
+                anchors.insert(i, None);
+            }
         }
-        if ev.needs_anomaly {
-            for row in anomaly_rows(t, step) {
+    }
+    if ev.anomaly_memory > 0 {
+        for run in row_runs(ev.times, step, ev.anomaly_memory).into_values() {
+            for row in run.times(step) {
                 if let Some(i) = grid.index(before(row, step)) {
                     anchors.insert(i, None);
                 }

@@ -2,14 +2,17 @@
 //! anchors at every evaluation time, forecasts held within the series'
 //! domain.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use crate::calendar::DAY_MS;
 
 use crate::labels::METRIC_NAME;
 use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::upstream::SourceSeries;
 
 use super::plan::SeriesPlan;
-use super::{Anchor, Evaluation, Predictor, SyntheticSeries, anomaly, anomaly_rows, before};
+use super::{Anchor, Evaluation, Predictor, RowRun, SyntheticSeries, anomaly, before, row_runs};
 
 /// Residual calibration of a predictor on one series, in normalised units.
 struct Calibration<'a> {
@@ -66,6 +69,7 @@ pub fn series_outputs(
             .index(t)
             .and_then(|i| plan.anchors.get(&i).cloned().flatten())
     };
+    let anomaly = AnomalyScores::new(ev, series, &anchor_at);
     let mut result = Vec::new();
     for output in ev.outputs {
         let samples: Vec<(i64, f64)> = ev
@@ -73,15 +77,7 @@ pub fn series_outputs(
             .iter()
             .filter_map(|&t| {
                 let value = match output.kind {
-                    SeriesKind::AnomalyScore => {
-                        let residuals: Vec<Option<f64>> = anomaly_rows(t, ev.step)
-                            .map(|row| {
-                                let g = before(row, ev.step);
-                                anchor_at(g).and_then(|a| residual(ev, &a, series, row, g))
-                            })
-                            .collect();
-                        anomaly::score(&residuals)
-                    }
+                    SeriesKind::AnomalyScore => anomaly.score(t),
                     kind => {
                         let g = t.div_euclid(ev.step) * ev.step;
                         anchor_at(g).map(|a| {
@@ -138,6 +134,54 @@ impl Domain {
         } else {
             value
         }
+    }
+}
+
+/// The anomaly scores of one series, per phase of the model grid: each
+/// run of rows scored once, whatever the number of times reading it.
+struct AnomalyScores {
+    step: i64,
+    runs: BTreeMap<i64, (RowRun, Vec<Option<f64>>)>,
+}
+
+impl AnomalyScores {
+    fn new(
+        ev: &Evaluation,
+        series: &SourceSeries,
+        anchor_at: &dyn Fn(i64) -> Option<Arc<Anchor>>,
+    ) -> Self {
+        let rows_per_day = (DAY_MS / ev.step).max(1) as usize;
+        let runs = if ev.anomaly_memory == 0 {
+            BTreeMap::new()
+        } else {
+            row_runs(ev.times, ev.step, ev.anomaly_memory)
+                .into_iter()
+                .map(|(phase, run)| {
+                    let rows: Vec<anomaly::Row> = run
+                        .times(ev.step)
+                        .map(|u| {
+                            let g = before(u, ev.step);
+                            anomaly::Row {
+                                residual: anchor_at(g).and_then(|a| residual(ev, &a, series, u, g)),
+                                value: latest_at(&series.samples, u, ev.staleness),
+                            }
+                        })
+                        .collect();
+                    (phase, (run, anomaly::scores(&rows, rows_per_day)))
+                })
+                .collect()
+        };
+        Self {
+            step: ev.step,
+            runs,
+        }
+    }
+
+    /// The score at `t`, one of the evaluation times.
+    fn score(&self, t: i64) -> Option<f64> {
+        let (run, scores) = self.runs.get(&t.rem_euclid(self.step))?;
+        let row = usize::try_from((t - run.start) / self.step).ok()?;
+        scores.get(row).copied().flatten()
     }
 }
 

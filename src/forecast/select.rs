@@ -170,7 +170,13 @@ async fn select_family(
         .fetch_recent(
             ctx.registry.source(&selection.family),
             &selection.source_matchers,
-            first - predictor.history_ms(),
+            first
+                - predictor.history_ms(
+                    selection
+                        .outputs
+                        .iter()
+                        .any(|o| o.kind == series::SeriesKind::AnomalyScore),
+                ),
             last,
         )
         .await?;

@@ -93,9 +93,12 @@ fn a_range_forecasts_as_instant_queries_do() {
     };
     let metrics = Metrics::new();
     let range = eval(&times, &metrics);
-    // 21 forecasts, and the anomaly score's rows reach 15 steps before
-    // the first time: 36 anchors in all.
-    assert_eq!(metrics.cache_misses.get(), 21 + anomaly::MEMORY as u64);
+    // 21 forecasts, and the anomaly score's rows reach its memory before
+    // the first time, each reading the anchor a step earlier.
+    assert_eq!(
+        metrics.cache_misses.get(),
+        21 + anomaly_memory(60_000) as u64
+    );
     assert_eq!(range.len(), 3);
     for (n, &t) in times.iter().enumerate() {
         let alone = eval(&[t], &Metrics::new());
