@@ -98,7 +98,7 @@ fn a_row_scores_the_same_from_its_memory_as_from_all_history() {
             Row {
                 residual: match i {
                     1000 | 2000 => Some(100.0),
-                    _ => (i % 97 != 0).then(|| (r - 0.5) * if r > 0.98 { 20.0 } else { 2.0 }),
+                    _ => (i % 97 != 0).then_some((r - 0.5) * if r > 0.98 { 20.0 } else { 2.0 }),
                 },
                 value: (i % 89 != 0).then(|| 100.0 * next()),
             }

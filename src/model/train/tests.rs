@@ -61,7 +61,7 @@ fn learns_a_daily_cycle_better_than_flat() {
         interval_coverage: 0.9,
     };
     let trained = train(
-        &[grid.clone()],
+        std::slice::from_ref(&grid),
         shape,
         &cfg,
         7,
@@ -86,7 +86,7 @@ fn learns_a_daily_cycle_better_than_flat() {
     // with the same seed, which is what it would be had the weights not
     // been loaded.
     let warm = train(
-        &[grid.clone()],
+        std::slice::from_ref(&grid),
         shape,
         &cfg,
         8,
