@@ -47,7 +47,7 @@ use burn::tensor::Device;
 use promcast::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 use promcast::duration::PromDuration;
 use promcast::forecast::training::{TrainingPlan, fit};
-use promcast::forecast::{Cache, Predictor, ServedModel, evaluate};
+use promcast::forecast::{Cache, Predictor, ServedModel, anomaly_memory, evaluate};
 use promcast::labels::Labels;
 use promcast::model::train::TrainConfig;
 use promcast::series::{Horizon, Output, SeriesKind};
@@ -192,10 +192,13 @@ fn in_process() {
     println!("| query | series | forecasts made | cold cache | warm cache |");
     println!("|---|---:|---:|---:|---:|");
 
-    // A day of 1-minute forecasts for one series: the day plus the day of
-    // history before it that normalisation and the seasonal input read.
+    // A day of 1-minute forecasts for one series: the day, the anomaly
+    // score's memory before it (2,053 steps), and the day of history
+    // before that which normalisation and the seasonal input read.
     let day_outputs = outputs(&all, &kinds, true);
-    let source = family(1, 2 * DAY_MS + 2 * HOUR_MS, end);
+    let anomaly_only = outputs(&[], &[], true);
+    let history_ms = 2 * DAY_MS + 2 * HOUR_MS + anomaly_memory(MINUTE_MS) as i64 * MINUTE_MS;
+    let source = family(1, history_ms, end);
     let times: Vec<i64> = (end - DAY_MS..=end).step_by(MINUTE_MS as usize).collect();
     let run = |cache: &Cache| {
         evaluate(
@@ -223,6 +226,13 @@ fn in_process() {
     println!(
         "| 24 h at 1 min, 3 horizons × 3 kinds + anomaly score | 1 | {made} | {cold:.1?} | {warm:.2?} |"
     );
+    let (made, cold, warm) = cold_and_warm(&predictor, &metrics, &anomaly_only, &times, &source, 5);
+    println!("| 24 h at 1 min, anomaly score only | 1 | {made} | {cold:.1?} | {warm:.2?} |");
+
+    // An instant anomaly score reads its whole memory per series, cold.
+    let source = family(1_000, history_ms - DAY_MS, end);
+    let (made, cold, warm) = cold_and_warm(&predictor, &metrics, &anomaly_only, &[end], &source, 1);
+    println!("| instant `anomaly_score` | 1000 | {made} | {cold:.1?} | {warm:.2?} |");
 
     let instant = outputs(&[HOUR_MS], &[SeriesKind::Predicted], false);
     let mut cache_bytes = None;
@@ -263,6 +273,28 @@ fn in_process() {
         horizon_steps,
         cache_bytes.map_or("?".into(), |b| format!("{b:.0}")),
     );
+}
+
+/// How many forecasts `outputs` at `times` make, and the median time of
+/// `runs` runs with a new cache and with a warm one.
+fn cold_and_warm(
+    predictor: &Predictor,
+    metrics: &Metrics,
+    outputs: &[Output],
+    times: &[i64],
+    source: &[SourceSeries],
+    runs: usize,
+) -> (usize, std::time::Duration, std::time::Duration) {
+    let run = |cache: &Cache| evaluate(predictor, FAMILY, outputs, times, source, cache, metrics);
+    let warm_cache = Cache::new(CACHE_VALUES);
+    run(&warm_cache);
+    let cold = timing::median(0, runs, || {
+        black_box(run(&Cache::new(CACHE_VALUES)));
+    });
+    let warm = timing::median(1, runs.max(3), || {
+        black_box(run(&warm_cache));
+    });
+    (warm_cache.len(), cold, warm)
 }
 
 async fn through_prometheus() {

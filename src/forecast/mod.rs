@@ -46,6 +46,9 @@ pub use cache::Cache;
 pub const STALENESS_MS: i64 = 300_000;
 /// Passes per model call.
 const BATCH: usize = 1024;
+/// Forecasts one evaluation plans at once, at most (about 1.5 KB each at
+/// 361 steps ahead, with their inputs).
+const MAX_FORECASTS_ALIVE: usize = 200_000;
 
 /// A forecast made at one anchor: the value there and the predicted
 /// normalised change at each model step ahead.
@@ -70,6 +73,16 @@ pub struct ServedModel {
     pub net: LstmNet,
     /// Device the network lives on.
     pub device: Device,
+}
+
+impl Anchor {
+    /// This forecast, one step ahead only: what an anomaly row reads.
+    fn first_step(&self) -> Self {
+        Self {
+            deltas: self.deltas.iter().take(1).copied().collect(),
+            ..*self
+        }
+    }
 }
 
 /// What answers a family's queries right now.
@@ -192,15 +205,24 @@ pub fn evaluate(
     let Some(ev) = Evaluation::new(predictor, family, outputs, times, source) else {
         return Vec::new();
     };
-    let mut plan = plan::plan(&ev, source, cache, metrics);
-    if let Predictor::Model(m) = predictor {
-        run_model(m, plan.pending, &mut plan.series, cache, metrics);
+    // A large family is evaluated a share of its series at a time, so that
+    // the inputs and forecasts alive at once stay bounded whatever the
+    // number of series and rows (an anomaly score reads a few thousand
+    // forecasts per series at a 1-minute step).
+    let per_series = ev.times.len() + ev.anomaly_memory;
+    let chunk = (MAX_FORECASTS_ALIVE / per_series.max(1)).max(1);
+    let mut result = Vec::new();
+    for part in source.chunks(chunk) {
+        let mut plan = plan::plan(&ev, part, cache, metrics);
+        if let Predictor::Model(m) = predictor {
+            run_model(m, plan.pending, &mut plan.series, cache, metrics);
+        }
+        result.extend(
+            part.iter()
+                .zip(&plan.series)
+                .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned)),
+        );
     }
-    let result: Vec<SyntheticSeries> = source
-        .iter()
-        .zip(&plan.series)
-        .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned))
-        .collect();
     metrics.series_served.inc_by(result.len() as u64);
     result
 }
@@ -235,7 +257,14 @@ fn run_model(
                 sigma: m.meta.report.one_step_sigma,
             });
             cache.put(key.clone(), Arc::clone(&anchor));
-            series[si].anchors.insert(w.end, Some(anchor));
+            let planned = &mut series[si];
+            // An anchor only the anomaly score reads needs its first step.
+            let kept = if planned.forecast_reads.contains(&w.end) {
+                anchor
+            } else {
+                Arc::new(anchor.first_step())
+            };
+            planned.anchors.insert(w.end, Some(kept));
         }
     }
 }

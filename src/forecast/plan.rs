@@ -2,7 +2,7 @@
 //! the requested outputs read, which of them the cache already holds, and
 //! the passes the model still has to run for the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::model::window::Span;
@@ -33,6 +33,8 @@ pub struct SeriesPlan {
     pub span: Span,
     /// Anchors needed; cached or baseline ones already filled in.
     pub anchors: Anchors,
+    /// Those a forecast reads, beyond its first step.
+    pub forecast_reads: BTreeSet<usize>,
 }
 
 /// Every series planned, and the model runs still to do.
@@ -74,10 +76,12 @@ fn plan_series(
     let (step, t_max) = (ev.step, ev.times[ev.times.len() - 1]);
     let grid = Grid::resample(&series.samples, ev.grid_start, t_max, step, ev.staleness);
     let mut anchors = Anchors::new();
+    let mut forecast_reads = BTreeSet::new();
     if ev.needs_forecast {
         for &t in ev.times {
             if let Some(i) = grid.index(t.div_euclid(step) * step) {
                 anchors.insert(i, None);
+                forecast_reads.insert(i);
             }
         }
     }
@@ -113,6 +117,7 @@ fn plan_series(
     let plan = SeriesPlan {
         span: grid.span(),
         anchors,
+        forecast_reads,
     };
     (plan, pending)
 }

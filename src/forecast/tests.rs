@@ -114,6 +114,39 @@ fn a_range_forecasts_as_instant_queries_do() {
     }
 }
 
+/// The anomaly score reads only the first step of the forecasts it alone
+/// needs: asked alone, or beside forecasts that read whole anchors, it is
+/// the same, on a model with a spike to score.
+#[test]
+fn an_anomaly_score_is_the_same_alone_or_beside_forecasts() {
+    let predictor = model(8, 6, 2);
+    let end = 3 * 86_400_000 + 17 * 60_000;
+    let mut source = cycle(end);
+    let spike = source[0].samples.len() - 30;
+    source[0].samples[spike].1 += 400.0;
+    let times = evaluation_times(end - 3_600_000, end, 60_000, 100);
+    let eval = |outputs: &[Output]| {
+        evaluate(
+            &predictor,
+            "cpu",
+            outputs,
+            &times,
+            &source,
+            &Cache::new(1 << 20),
+            &Metrics::new(),
+        )
+    };
+    let all = eval(&outputs());
+    let alone = eval(&outputs()[2..]);
+    assert_eq!(all.len(), 3);
+    assert_eq!(alone, all[2..]);
+    assert!(
+        alone[0].samples.iter().any(|(_, v)| *v > 1.0),
+        "the spike scores: {:?}",
+        alone[0].samples
+    );
+}
+
 /// An anchor in the last minutes runs the model once for the same
 /// inputs, and again when a late sample changes them.
 #[test]
