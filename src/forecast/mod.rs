@@ -143,6 +143,23 @@ pub struct Evaluation<'a> {
     now: i64,
 }
 
+impl Evaluation<'_> {
+    /// Where the settled anomaly rows of the series with `fingerprint` at
+    /// `phase` are cached: per model version (the baseline's as 0).
+    fn row_key(&self, fingerprint: u64, phase: i64) -> cache::RowKey {
+        cache::RowKey {
+            family: self.family.to_owned(),
+            version: match self.predictor {
+                Predictor::Model(m) => m.meta.version,
+                Predictor::Baseline(_) => 0,
+            },
+            series: fingerprint,
+            step_ms: self.step,
+            phase_ms: phase,
+        }
+    }
+}
+
 impl<'a> Evaluation<'a> {
     /// The grid `predictor` works on for `source`, reaching back far enough
     /// for the first time's inputs; `None` when there are no times.
@@ -220,7 +237,7 @@ pub fn evaluate(
         result.extend(
             part.iter()
                 .zip(&plan.series)
-                .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned)),
+                .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned, cache)),
         );
     }
     metrics.series_served.inc_by(result.len() as u64);
@@ -290,6 +307,10 @@ struct RowRun {
 impl RowRun {
     fn times(self, step: i64) -> impl Iterator<Item = i64> {
         (0..self.rows as i64).map(move |k| self.start + k * step)
+    }
+
+    fn last(self, step: i64) -> i64 {
+        self.start + (self.rows as i64 - 1) * step
     }
 }
 

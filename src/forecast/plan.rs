@@ -35,6 +35,10 @@ pub struct SeriesPlan {
     pub anchors: Anchors,
     /// Those a forecast reads, beyond its first step.
     pub forecast_reads: BTreeSet<usize>,
+    /// Fingerprint of the series' labels.
+    pub fingerprint: u64,
+    /// Settled anomaly rows the cache held, by phase.
+    pub kept_rows: BTreeMap<i64, cache::Rows>,
 }
 
 /// Every series planned, and the model runs still to do.
@@ -85,13 +89,20 @@ fn plan_series(
             }
         }
     }
+    let fingerprint = cache::fingerprint(&series.labels);
+    let mut kept_rows = BTreeMap::new();
     if ev.anomaly_memory > 0 {
-        for run in row_runs(ev.times, step, ev.anomaly_memory).into_values() {
+        for (phase, run) in row_runs(ev.times, step, ev.anomaly_memory) {
+            let kept = cache.rows(&ev.row_key(fingerprint, phase), run.start, run.last(step));
             for row in run.times(step) {
+                if kept.as_ref().is_some_and(|k| k.at(row, step).is_some()) {
+                    continue;
+                }
                 if let Some(i) = grid.index(before(row, step)) {
                     anchors.insert(i, None);
                 }
             }
+            kept_rows.extend(kept.map(|k| (phase, k)));
         }
     }
     let pending = match ev.predictor {
@@ -105,7 +116,7 @@ fn plan_series(
             let lookup = Lookup {
                 ev,
                 model: m,
-                fingerprint: cache::fingerprint(&series.labels),
+                fingerprint,
                 cache,
                 metrics,
             };
@@ -118,6 +129,8 @@ fn plan_series(
         span: grid.span(),
         anchors,
         forecast_reads,
+        fingerprint,
+        kept_rows,
     };
     (plan, pending)
 }

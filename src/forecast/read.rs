@@ -11,6 +11,7 @@ use crate::labels::METRIC_NAME;
 use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::upstream::SourceSeries;
 
+use super::cache::{Cache, Rows};
 use super::plan::SeriesPlan;
 use super::{Anchor, Evaluation, Predictor, RowRun, SyntheticSeries, anomaly, before, row_runs};
 
@@ -49,6 +50,7 @@ pub fn series_outputs(
     ev: &Evaluation,
     series: &SourceSeries,
     plan: &SeriesPlan,
+    cache: &Cache,
 ) -> Vec<SyntheticSeries> {
     let (lo, hi, first_ms) = match ev.predictor {
         Predictor::Model(m) => (
@@ -69,7 +71,7 @@ pub fn series_outputs(
             .index(t)
             .and_then(|i| plan.anchors.get(&i).cloned().flatten())
     };
-    let anomaly = AnomalyScores::new(ev, series, &anchor_at);
+    let anomaly = AnomalyScores::new(ev, series, plan, &anchor_at, cache);
     let mut result = Vec::new();
     for output in ev.outputs {
         let samples: Vec<(i64, f64)> = ev
@@ -145,32 +147,60 @@ struct AnomalyScores {
 }
 
 impl AnomalyScores {
+    /// Scores every run of rows, reading kept residuals where the cache
+    /// had them and computing the others, then keeps the settled ones.
     fn new(
         ev: &Evaluation,
         series: &SourceSeries,
+        plan: &SeriesPlan,
         anchor_at: &dyn Fn(i64) -> Option<Arc<Anchor>>,
+        cache: &Cache,
     ) -> Self {
         let rows_per_day = (DAY_MS / ev.step).max(1) as usize;
-        let runs = if ev.anomaly_memory == 0 {
-            BTreeMap::new()
-        } else {
-            row_runs(ev.times, ev.step, ev.anomaly_memory)
-                .into_iter()
-                .map(|(phase, run)| {
-                    let rows: Vec<anomaly::Row> = run
-                        .times(ev.step)
-                        .map(|u| {
-                            let g = before(u, ev.step);
-                            anomaly::Row {
-                                residual: anchor_at(g).and_then(|a| residual(ev, &a, series, u, g)),
-                                value: latest_at(&series.samples, u, ev.staleness),
+        let mut runs = BTreeMap::new();
+        if ev.anomaly_memory > 0 {
+            for (phase, run) in row_runs(ev.times, ev.step, ev.anomaly_memory) {
+                let kept = plan.kept_rows.get(&phase);
+                let rows: Vec<anomaly::Row> = run
+                    .times(ev.step)
+                    .map(|u| {
+                        let residual = match kept.and_then(|k| k.at(u, ev.step)) {
+                            Some(r) => Some(f64::from(r)).filter(|r| r.is_finite()),
+                            // Rounded as kept, so that a row scores the same
+                            // whether computed now or read back.
+                            None => {
+                                let g = before(u, ev.step);
+                                anchor_at(g)
+                                    .and_then(|a| residual(ev, &a, series, u, g))
+                                    .map(|r| f64::from(r as f32))
                             }
-                        })
-                        .collect();
-                    (phase, (run, anomaly::scores(&rows, rows_per_day)))
-                })
-                .collect()
-        };
+                        };
+                        anomaly::Row {
+                            residual,
+                            value: latest_at(&series.samples, u, ev.staleness),
+                        }
+                    })
+                    .collect();
+                // A row is settled once no late sample can change it.
+                let settled = run
+                    .times(ev.step)
+                    .take_while(|u| u + ev.staleness < ev.now)
+                    .count();
+                let residuals = rows[..settled]
+                    .iter()
+                    .map(|r| r.residual.map_or(f32::NAN, |r| r as f32))
+                    .collect();
+                let key = ev.row_key(plan.fingerprint, phase);
+                cache.put_rows(
+                    key,
+                    Rows {
+                        start_ms: run.start,
+                        residuals,
+                    },
+                );
+                runs.insert(phase, (run, anomaly::scores(&rows, rows_per_day)));
+            }
+        }
         Self {
             step: ev.step,
             runs,

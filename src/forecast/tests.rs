@@ -147,6 +147,32 @@ fn an_anomaly_score_is_the_same_alone_or_beside_forecasts() {
     );
 }
 
+/// An alert rule's next evaluation reads the rows its last one settled
+/// and computes only the new ones, and scores as a fresh cache would.
+#[test]
+fn anomaly_rows_are_kept_between_queries() {
+    let predictor = model(8, 6, 2);
+    let end = 3 * 86_400_000 + 17 * 60_000;
+    let source = cycle(end + 60_000);
+    let anomaly = &outputs()[2..];
+    // Room for the rows (about 2,000) but not for their forecasts (5
+    // values each), so that what the next query reuses is the rows.
+    let (cache, metrics) = (Cache::new(4_000), Metrics::new());
+    let eval = |t: i64, cache: &Cache, metrics: &Metrics| {
+        evaluate(&predictor, "cpu", anomaly, &[t], &source, cache, metrics)
+    };
+    eval(end, &cache, &metrics);
+    let first = metrics.cache_misses.get();
+    assert!(first > 1000, "{first} forecasts for the first score");
+    let next = eval(end + 60_000, &cache, &metrics);
+    assert_eq!(metrics.cache_misses.get() - first, 1, "one new row");
+    assert_eq!(
+        next,
+        eval(end + 60_000, &Cache::new(1 << 24), &Metrics::new())
+    );
+    assert_eq!(next[0].samples.len(), 1);
+}
+
 /// An anchor in the last minutes runs the model once for the same
 /// inputs, and again when a late sample changes them.
 #[test]
