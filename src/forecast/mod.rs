@@ -75,16 +75,6 @@ pub struct ServedModel {
     pub device: Device,
 }
 
-impl Anchor {
-    /// This forecast, one step ahead only: what an anomaly row reads.
-    fn first_step(&self) -> Self {
-        Self {
-            deltas: self.deltas.iter().take(1).copied().collect(),
-            ..*self
-        }
-    }
-}
-
 /// What answers a family's queries right now.
 #[derive(Clone)]
 pub enum Predictor {
@@ -273,15 +263,14 @@ fn run_model(
                 deltas,
                 sigma: m.meta.report.one_step_sigma,
             });
-            cache.put(key.clone(), Arc::clone(&anchor));
             let planned = &mut series[si];
-            // An anchor only the anomaly score reads needs its first step.
-            let kept = if planned.forecast_reads.contains(&w.end) {
-                anchor
-            } else {
-                Arc::new(anchor.first_step())
-            };
-            planned.anchors.insert(w.end, Some(kept));
+            // An anchor only anomaly rows read holds one step: not a
+            // forecast to serve to anyone else (the rows themselves are
+            // kept, `Cache::put_rows`).
+            if planned.forecast_reads.contains(&w.end) {
+                cache.put(key.clone(), Arc::clone(&anchor));
+            }
+            planned.anchors.insert(w.end, Some(anchor));
         }
     }
 }

@@ -107,8 +107,14 @@ fn plan_series(
     }
     let pending = match ev.predictor {
         Predictor::Baseline(b) => {
+            let one_step = ev.shape.one_step();
             for (&i, slot) in anchors.iter_mut() {
-                *slot = b.anchor(&grid, i, &ev.shape).map(Arc::new);
+                let layout = if forecast_reads.contains(&i) {
+                    &ev.shape
+                } else {
+                    &one_step
+                };
+                *slot = b.anchor(&grid, i, layout).map(Arc::new);
             }
             Vec::new()
         }
@@ -120,7 +126,7 @@ fn plan_series(
                 cache,
                 metrics,
             };
-            lookup.pending(si, &grid, &mut anchors)
+            lookup.pending(si, &grid, &mut anchors, &forecast_reads)
         }
     };
     // The grid itself (a day of values and their prefix sums) ends here,
@@ -168,8 +174,16 @@ impl Lookup<'_> {
     /// Complete history makes a forecast final; until then it holds for
     /// exactly these inputs. So settled anchors are looked up before any
     /// input is built, and recent ones need their inputs for their key.
-    fn pending(&self, si: usize, grid: &Grid, anchors: &mut Anchors) -> Vec<Pending> {
+    fn pending(
+        &self,
+        si: usize,
+        grid: &Grid,
+        anchors: &mut Anchors,
+        forecast_reads: &BTreeSet<usize>,
+    ) -> Vec<Pending> {
         let shape = &self.ev.shape;
+        // An anchor that only anomaly rows read forecasts one step.
+        let one_step = shape.one_step();
         let recent = |i: usize| grid.time(i) + self.ev.staleness >= self.ev.now;
         let mut passes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (&i, slot) in anchors.iter_mut() {
@@ -190,7 +204,12 @@ impl Lookup<'_> {
             };
             let mut windows = Vec::new();
             for end in ends {
-                let Some(w) = grid.window(end, shape) else {
+                let layout = if forecast_reads.contains(&end) {
+                    shape
+                } else {
+                    &one_step
+                };
+                let Some(w) = grid.window(end, layout) else {
                     continue;
                 };
                 let input = if recent(end) { w.digest(&pass) } else { 0 };

@@ -11,7 +11,7 @@ pub mod window;
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use network::{LstmNet, NetSpec};
 pub use window::{FEATURES, Grid, Pass, Shape, Window};
@@ -75,7 +75,8 @@ impl FromStr for Backend {
 
 /// Runs `net` over `passes` and returns, per window (the index of its pass
 /// in `passes`, and the window), the predicted normalised change from the
-/// window's last value at each model step `1..=K`.
+/// window's last value at each model step `1..=K`, or at as many steps as
+/// its seasonal input holds (a window built for one step gets one).
 pub fn predict(
     net: &LstmNet,
     passes: &[&Pass],
@@ -85,18 +86,37 @@ pub fn predict(
     if windows.is_empty() {
         return Vec::new();
     }
-    let outputs = net.spec().outputs;
     let inputs: Vec<&[f32]> = passes.iter().map(|p| &p.features[..]).collect();
     let reads = windows.iter().map(|(p, w)| (*p, w.points()));
     let (x, rows) = pass_inputs(&inputs, reads, device);
-    let seasonal: Vec<f32> = windows
-        .iter()
-        .flat_map(|(_, w)| w.seasonal.iter().copied())
-        .collect();
-    let s = Tensor::<2>::from_data(TensorData::new(seasonal, [windows.len(), outputs]), device);
-    let out = net.forward(x, &rows, s).into_data();
-    let flat: Vec<f32> = out.try_to_vec().unwrap_or_default();
-    flat.chunks(outputs).map(<[f32]>::to_vec).collect()
+    let states = net.states(x, &rows);
+    let mut out = vec![Vec::new(); windows.len()];
+    let mut lengths: Vec<usize> = windows.iter().map(|(_, w)| w.seasonal.len()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    for steps in lengths {
+        let picked: Vec<usize> = (0..windows.len())
+            .filter(|&i| windows[i].1.seasonal.len() == steps)
+            .collect();
+        let index: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [picked.len()]), device);
+        let seasonal: Vec<f32> = picked
+            .iter()
+            .flat_map(|&i| windows[i].1.seasonal.iter().copied())
+            .collect();
+        let s = Tensor::<2>::from_data(TensorData::new(seasonal, [picked.len(), steps]), device);
+        let chosen = if picked.len() == windows.len() {
+            states.clone()
+        } else {
+            states.clone().select(0, index)
+        };
+        let predicted = net.head(chosen, s, steps).into_data();
+        let flat: Vec<f32> = predicted.try_to_vec().unwrap_or_default();
+        for (&i, values) in picked.iter().zip(flat.chunks(steps.max(1))) {
+            out[i] = values.to_vec();
+        }
+    }
+    out
 }
 
 /// Passes' inputs (`points × FEATURES` each, of any length) as one tensor

@@ -80,6 +80,13 @@ impl LstmNet {
     /// of `rows` (`pass · points + step`), given its seasonal-naive changes
     /// `[rows, outputs]` → predicted changes `[rows, outputs]`.
     pub fn forward(&self, x: Tensor<3>, rows: &[usize], seasonal: Tensor<2>) -> Tensor<2> {
+        let steps = seasonal.shape().dims::<2>()[1];
+        self.head(self.states(x, rows), seasonal, steps)
+    }
+
+    /// The last layer's hidden state at each of `rows` of passes
+    /// `[passes, points, inputs]` → `[rows, hidden]`.
+    pub fn states(&self, x: Tensor<3>, rows: &[usize]) -> Tensor<2> {
         let [passes, points, _] = x.shape().dims();
         let device = x.device();
         let (last_layer, below) = self
@@ -96,7 +103,7 @@ impl LstmNet {
                 .iter()
                 .enumerate()
                 .all(|(pass, &row)| row == pass * points + points - 1);
-        let states = if at_ends {
+        if at_ends {
             fused_lstm::last_state(last_layer, h)
         } else {
             let all = fused_lstm::forward(last_layer, h);
@@ -104,7 +111,77 @@ impl LstmNet {
             let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
             let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
             all.reshape([passes * points, hidden]).select(0, index)
+        }
+    }
+
+    /// The forecast of the first `steps` steps ahead from hidden `states`
+    /// `[rows, hidden]` and seasonal-naive changes `[rows, steps]`: the
+    /// whole head, or its first outputs only (an anomaly score's rows read
+    /// one step), which costs that share of it.
+    pub fn head(&self, states: Tensor<2>, seasonal: Tensor<2>, steps: usize) -> Tensor<2> {
+        let [hidden, outputs] = self.head.weight.shape().dims();
+        let weight = self.seasonal_weight.val();
+        if steps >= outputs {
+            return self.head.forward(states) + seasonal * weight.unsqueeze::<2>();
+        }
+        let mut out = states.matmul(self.head.weight.val().slice([0..hidden, 0..steps]));
+        if let Some(bias) = &self.head.bias {
+            out = out + bias.val().slice([0..steps]).unsqueeze::<2>();
+        }
+        out + seasonal * weight.slice([0..steps]).unsqueeze::<2>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first outputs of the head, computed alone, are the whole head's
+    /// first outputs: an anomaly row reads what a forecast would.
+    #[test]
+    fn a_head_cut_to_its_first_steps_matches_the_whole_head() {
+        let spec = NetSpec {
+            inputs: 5,
+            window: 8,
+            hidden: 6,
+            layers: 2,
+            outputs: 7,
         };
-        self.head.forward(states) + seasonal * self.seasonal_weight.val().unsqueeze::<2>()
+        let device = Device::flex();
+        let net = LstmNet::new(spec, &device);
+        let values: Vec<f32> = (0..3 * 8 * 5)
+            .map(|i| ((i * 37) % 11) as f32 / 11.0 - 0.5)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(values, [3, 8, 5]), &device);
+        let states = net.states(x, &[3, 15, 23]);
+        let seasonal: Vec<f32> = (0..3 * 7).map(|i| (i % 5) as f32 * 0.1).collect();
+        let whole = net
+            .head(
+                states.clone(),
+                Tensor::<2>::from_data(TensorData::new(seasonal.clone(), [3, 7]), &device),
+                7,
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let first: Vec<f32> = seasonal.chunks(7).flat_map(|c| c[..2].to_vec()).collect();
+        let cut = net
+            .head(
+                states,
+                Tensor::<2>::from_data(TensorData::new(first, [3, 2]), &device),
+                2,
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for row in 0..3 {
+            for step in 0..2 {
+                let (a, b) = (whole[row * 7 + step], cut[row * 2 + step]);
+                assert!(
+                    (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                    "{row} {step}: {a} {b}"
+                );
+            }
+        }
     }
 }

@@ -106,6 +106,15 @@ impl Shape {
         }
     }
 
+    /// The same layout forecasting one step ahead only: what an anomaly
+    /// score's rows read.
+    pub fn one_step(&self) -> Self {
+        Self {
+            horizon_steps: 1,
+            ..*self
+        }
+    }
+
     /// Grid points before its anchor that a forecast reads, at most: its
     /// window, and the normalisation at its pass's first forecast point
     /// (which is up to a segment earlier).
