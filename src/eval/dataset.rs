@@ -20,7 +20,7 @@ pub struct Recording {
     pub dropped: usize,
 }
 
-/// Why a dataset could not be read.
+/// Why a dataset, its labels or a detector's results could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("{path}: {error}")]
@@ -36,11 +36,15 @@ pub enum DatasetError {
     },
     #[error("{path}: {reason}")]
     Labels { path: PathBuf, reason: String },
+    /// A NAB results file names a data file without labelled windows.
+    #[error("{path}: no labelled windows for {key}")]
+    Unlabelled { path: PathBuf, key: String },
     #[error("{0}: no .csv files found")]
     NoFiles(PathBuf),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+/// Turns an I/O error on `path` into a [`DatasetError`].
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |error| DatasetError::Io {
         path: path.to_owned(),
         error,

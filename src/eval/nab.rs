@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::dataset::Windows;
+use super::dataset::{DatasetError, Windows, io};
 use crate::calendar::{DAY_MS, parse_timestamp};
 
 #[cfg(test)]
@@ -164,47 +164,6 @@ pub struct Alarms {
     pub false_alarms_per_day: Option<f64>,
 }
 
-/// Why results could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum NabError {
-    /// A file or folder could not be read.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What failed.
-        error: std::io::Error,
-    },
-    /// A results file's line is not what NAB writes.
-    #[error("{path}:{line}: {reason}")]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// Its 1-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A results file names a data file without labelled windows.
-    #[error("{path}: no labelled windows for {key}")]
-    Unlabelled {
-        /// The results file.
-        path: PathBuf,
-        /// The data file's key it was looked up by.
-        key: String,
-    },
-    /// A detector's folder holds no results files.
-    #[error("{0}: no results files")]
-    NoFiles(PathBuf),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NabError + '_ {
-    move |error| NabError::Io {
-        path: path.to_owned(),
-        error,
-    }
-}
-
 /// NAB's scaled sigmoid of a relative position: near 1 well before 0, 0 at
 /// 0, −1 from 3 on.
 pub(crate) fn scaled_sigmoid(y: f64) -> f64 {
@@ -216,7 +175,7 @@ pub(crate) fn scaled_sigmoid(y: f64) -> f64 {
 }
 
 /// The detector folders under a NAB results folder, in name order.
-pub fn detectors(results_dir: &Path) -> Result<Vec<String>, NabError> {
+pub fn detectors(results_dir: &Path) -> Result<Vec<String>, DatasetError> {
     Ok(entries(results_dir)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -234,7 +193,7 @@ pub fn read_detector(
     results_dir: &Path,
     detector: &str,
     windows: &Windows,
-) -> Result<Vec<Scored>, NabError> {
+) -> Result<Vec<Scored>, DatasetError> {
     let root = results_dir.join(detector);
     let prefix = format!("{detector}_");
     let mut files = Vec::new();
@@ -252,7 +211,7 @@ pub fn read_detector(
             }
             let key = format!("{category}/{file}");
             let Some(labelled) = windows.of(Path::new(&key)) else {
-                return Err(NabError::Unlabelled { path, key });
+                return Err(DatasetError::Unlabelled { path, key });
             };
             let (times, scores) = read_results(&path)?;
             files.push(Scored {
@@ -264,12 +223,12 @@ pub fn read_detector(
         }
     }
     if files.is_empty() {
-        return Err(NabError::NoFiles(root));
+        return Err(DatasetError::NoFiles(root));
     }
     Ok(files)
 }
 
-fn entries(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let mut paths = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .map(|e| e.map(|e| e.path()))
@@ -280,9 +239,9 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, NabError> {
 }
 
 /// Times and scores of one results file.
-fn read_results(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
+fn read_results(path: &Path) -> Result<(Vec<i64>, Vec<f64>), DatasetError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, reason: String| NabError::Csv {
+    let bad = |line: usize, reason: String| DatasetError::Csv {
         path: path.to_owned(),
         line,
         reason,

@@ -126,9 +126,9 @@ impl LstmNet {
         }
         let mut out = states.matmul(self.head.weight.val().slice([0..hidden, 0..steps]));
         if let Some(bias) = &self.head.bias {
-            out = out + bias.val().slice([0..steps]).unsqueeze::<2>();
+            out = out + bias.val().slice(0..steps).unsqueeze::<2>();
         }
-        out + seasonal * weight.slice([0..steps]).unsqueeze::<2>()
+        out + seasonal * weight.slice(0..steps).unsqueeze::<2>()
     }
 }
 

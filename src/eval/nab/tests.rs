@@ -285,7 +285,7 @@ fn reads_results_by_header_and_names_bad_lines() {
     );
     assert!(matches!(
         read_detector(&results, "other", &windows),
-        Err(NabError::NoFiles(_))
+        Err(DatasetError::NoFiles(_))
     ));
 }
 
