@@ -374,3 +374,99 @@ fn eval_refuses_bad_input_with_a_reason() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--horizons"), "{}", stderr(&out));
 }
+
+#[test]
+fn eval_runs_nab_protocol_and_scores_detectors_side_by_side() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data").join("cycles");
+    std::fs::create_dir_all(&data).expect("data folder");
+    // Day 6 of 6, 12:00, well after the probationary rows (the first 259).
+    let spike_at = 5 * 288 + 144;
+    std::fs::write(data.join("spiky.csv"), nab_csv(5, 6, spike_at, 60.0)).expect("write csv");
+    std::fs::write(data.join("calm.csv"), nab_csv(5, 4, 0, 0.0)).expect("write csv");
+    let labels = dir.path().join("windows.json");
+    std::fs::write(
+        &labels,
+        r#"{"cycles/spiky.csv": [["2024-03-06 11:00:00.000000", "2024-03-06 13:00:00.000000"]], "cycles/calm.csv": []}"#,
+    )
+    .expect("write labels");
+    let config = dir.path().join("promcast.yml");
+    std::fs::write(
+        &config,
+        "defaults:\n  horizons: [5m, 1h]\n  retrain_interval: 12h\nmodel:\n  hidden: 8\n  max_epochs: 3\n  warm_epochs: 1\n  windows_per_epoch: 256\n  patience: 3\n",
+    )
+    .expect("write config");
+    // A detector that alarms exactly at the window's first row: NAB's
+    // perfect score, 100, whatever promcast scores.
+    let results = dir.path().join("results");
+    let perfect = results.join("perfect").join("cycles");
+    std::fs::create_dir_all(&perfect).expect("results folder");
+    for (file, days, alarm) in [("spiky", 6, Some(5 * 288 + 132)), ("calm", 4, None)] {
+        let rows: String = nab_csv(5, days, 0, 0.0)
+            .lines()
+            .skip(1)
+            .enumerate()
+            .map(|(i, l)| {
+                let ts = l.split(',').next().unwrap_or_default();
+                format!("{ts},{}\n", u8::from(Some(i) == alarm))
+            })
+            .collect();
+        std::fs::write(
+            perfect.join(format!("perfect_{file}.csv")),
+            format!("timestamp,anomaly_score\n{rows}"),
+        )
+        .expect("write results");
+    }
+
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval".to_owned(),
+            format!("--nab-results={}", results.display()),
+            format!("--labels={}", labels.display()),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        promcast(&dir.path().join("models"), &config, &args)
+    };
+    let out = run(&[&dir.path().join("data").display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("promcast: 2 files, 2880 rows"), "{table}");
+    // promcast's rows in NAB's layout, one per input row, scores in [0, 1),
+    // labels where the window is.
+    let written = std::fs::read_to_string(results.join("promcast/cycles/promcast_spiky.csv"))
+        .expect("promcast's results for spiky.csv");
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6 * 288);
+    assert!(
+        rows.iter()
+            .all(|r| r[2].parse::<f64>().is_ok_and(|s| (0.0..1.0).contains(&s)))
+    );
+    assert_eq!(rows.iter().filter(|r| r[3] == "1").count(), 25);
+    assert_eq!(rows[spike_at][0], "2024-03-06 12:00:00");
+    // Every detector in the folder on the three profiles; the perfect one
+    // at 100 on each, and promcast finds the spike at its alarm threshold.
+    for profile in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
+        assert!(table.contains(profile), "{table}");
+    }
+    assert_eq!(
+        row(&table, "perfect")[1..4],
+        ["standard", "1.000000", "100.000"],
+        "{table}"
+    );
+    assert_eq!(row(&table, "promcast  ")[1], "standard", "{table}");
+    assert!(
+        table.contains("(anomaly_score > 1): 1 of 1 windows detected"),
+        "{table}"
+    );
+
+    // Scoring again runs nothing and prints the same scores.
+    let again = run(&["--score-only"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rescored = stdout(&again);
+    assert!(!rescored.contains("models trained"), "{rescored}");
+    let scores = |t: &str| t[t.find("NAB scores").expect("scores")..].to_owned();
+    assert_eq!(scores(&rescored), scores(&table));
+}

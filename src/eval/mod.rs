@@ -12,6 +12,11 @@
 //! cut, each horizon in steps, the origins), run (`lstm` trained and
 //! served, `refits` of ETS and MSTL at every origin), and read
 //! (`file_report`: the scores of every method's forecasts).
+//!
+//! Anomaly scores also have the Numenta Anomaly Benchmark's own protocol
+//! (`promcast eval --nab-results`): [`detect`] scores every row of a file
+//! as the server would have, retraining as it goes, and [`nab`] scores
+//! the results as NAB's scorer does.
 
 pub mod dataset;
 pub mod detect;
