@@ -302,6 +302,74 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
     assert!(cut >= 1.0, "the cut-off must be counted:\n{metrics}");
 }
 
+/// Reads beyond `limits.max_concurrent_reads` wait for a turn, then get a
+/// 503 that names the setting; probes and `/metrics` take no turn and
+/// answer meanwhile; once the read in progress ends, the next one runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_beyond_the_concurrency_limit_wait_then_get_a_503() {
+    // An upstream that accepts and never answers: a read holds its turn
+    // until the request deadline.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
+    let upstream_port = silent.local_addr().expect("silent upstream address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let config = format!(
+        "{PROMCAST_CONFIG}limits:\n  request_timeout: 4s\n  max_concurrent_reads: 1\n  max_read_wait: 300ms\n"
+    );
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+
+    let first = tokio::spawn({
+        let (client, base, request) = (client.clone(), base.clone(), request.clone());
+        async move { post_read_typed(&client, &base, &request).await }
+    });
+    // Loopback: the first read has long taken the only turn by then.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{body}{}", log_section(&promcast));
+    assert!(body.contains("limits.max_concurrent_reads"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited {:?}",
+        started.elapsed()
+    );
+    for probe in ["/-/healthy", "/metrics"] {
+        let started = Instant::now();
+        let status = get_status(&client, &format!("{base}{probe}")).await;
+        assert_eq!(status, Some(200), "{probe}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{probe} waited {:?} behind the read",
+            started.elapsed()
+        );
+    }
+
+    let (status, _, _) = first.await.expect("the first read");
+    assert_eq!(status, 200, "the first read answers at its deadline");
+    let (status, _, _) = post_read_typed(&client, &base, &request).await;
+    assert_eq!(status, 200, "a read after it gets its turn");
+    let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    let refused = metric_sum(
+        &metrics,
+        "promcast_limit_rejections_total",
+        &["limit=\"concurrent_reads\""],
+    );
+    assert_eq!(refused, 1.0, "{metrics}");
+}
+
 /// An upstream that fails (HTTP 500, then a body that is not a remote-read
 /// answer) and then recovers: every failure is a 502 with its reason and a
 /// counted error, and promcast serves again as soon as the upstream does,
@@ -464,18 +532,21 @@ fn faulty_answer(body: &[u8]) -> prompb::ReadResponse {
 
 /// 200 concurrent clients send a mix of synthetic and plain remote reads
 /// over several demo families for a bounded time: every answer must be a
-/// decodable 200. Prints throughput and latency percentiles.
+/// decodable 200, the reads taking turns (`limits.max_concurrent_reads`,
+/// 10) with room to wait for one. Prints throughput and latency
+/// percentiles.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_remote_reads_all_succeed() {
     const CLIENTS: usize = 200;
     const PER_CLIENT: usize = 40;
     const DURATION: Duration = Duration::from_secs(8);
+    let config = format!("{PROMCAST_CONFIG}limits:\n  max_read_wait: 2m\n");
     let Standalone {
         _dir,
         mut promcast,
         client,
         base,
-    } = Standalone::start(None, PROMCAST_CONFIG).await;
+    } = Standalone::start(None, &config).await;
 
     let end = now_ms();
     let query = |name: &str, span_ms: i64, step_ms: i64| {

@@ -52,6 +52,11 @@ pub struct Limits {
     pub max_series_per_answer: usize,
     /// Most samples in one answer (Prometheus's `remote_read_sample_limit`).
     pub max_samples_per_answer: usize,
+    /// Remote reads and federations answered at once (Prometheus's own
+    /// default for remote reads: 10); more wait for a turn.
+    pub max_concurrent_reads: usize,
+    /// How long a read waits for its turn before a 503.
+    pub max_read_wait: PromDuration,
 }
 
 impl Default for Limits {
@@ -64,6 +69,8 @@ impl Default for Limits {
             max_query_range: PromDuration::days(31),
             max_series_per_answer: 100_000,
             max_samples_per_answer: 50_000_000,
+            max_concurrent_reads: 10,
+            max_read_wait: PromDuration::from_secs(10),
         }
     }
 }
@@ -84,17 +91,20 @@ pub enum Limit {
     Series,
     /// `limits.max_samples_per_answer`.
     Samples,
+    /// `limits.max_concurrent_reads`.
+    ConcurrentReads,
 }
 
 impl Limit {
     /// Every limit, so that each counter exists at 0 from the start.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::RequestBytes,
         Limit::DecodedBytes,
         Limit::Queries,
         Limit::QueryRange,
         Limit::Series,
         Limit::Samples,
+        Limit::ConcurrentReads,
     ];
 
     /// The short label used in `/metrics`.
@@ -106,6 +116,7 @@ impl Limit {
             Limit::QueryRange => "query_range",
             Limit::Series => "series",
             Limit::Samples => "samples",
+            Limit::ConcurrentReads => "concurrent_reads",
         }
     }
 
@@ -118,6 +129,7 @@ impl Limit {
             Limit::QueryRange => "limits.max_query_range",
             Limit::Series => "limits.max_series_per_answer",
             Limit::Samples => "limits.max_samples_per_answer",
+            Limit::ConcurrentReads => "limits.max_concurrent_reads",
         }
     }
 }
@@ -357,12 +369,14 @@ impl Config {
         let l = &self.limits;
         positive("limits.request_timeout", l.request_timeout)?;
         positive("limits.max_query_range", l.max_query_range)?;
+        positive("limits.max_read_wait", l.max_read_wait)?;
         for (limit, value) in [
             (Limit::RequestBytes, l.max_request_bytes),
             (Limit::DecodedBytes, l.max_decoded_bytes),
             (Limit::Queries, l.max_queries_per_request),
             (Limit::Series, l.max_series_per_answer),
             (Limit::Samples, l.max_samples_per_answer),
+            (Limit::ConcurrentReads, l.max_concurrent_reads),
         ] {
             if value == 0 {
                 return Err((limit.field().into(), "must be greater than 0".into()));

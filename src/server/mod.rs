@@ -51,6 +51,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Log lines of refused requests, rate-limited.
     refusals: refusals::Refusals,
+    /// Turns to answer a read (`limits.max_concurrent_reads`).
+    reads: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
     pub fn new(ctx: Arc<Context>) -> anyhow::Result<Self> {
         Ok(Self {
             auth: auth::Auth::from_config(&ctx.config.web)?,
+            reads: tokio::sync::Semaphore::new(ctx.config.limits.max_concurrent_reads),
             ctx,
             ready: AtomicBool::new(false),
             refusals: refusals::Refusals::new(refusals::INTERVAL),
@@ -156,6 +159,26 @@ pub fn over_limit(
     )
 }
 
+/// Answers a read once one of `limits.max_concurrent_reads` turns is free,
+/// or a 503 after `limits.max_read_wait`: a burst of reads queues instead
+/// of sharing the cores and the memory among all of them, while probes and
+/// `/metrics`, which take no turn, answer at once.
+async fn in_turn(state: &AppState, read: impl Future<Output = HttpResponse>) -> HttpResponse {
+    let limits = &state.ctx.config.limits;
+    match tokio::time::timeout(limits.max_read_wait.to_std(), state.reads.acquire()).await {
+        Ok(Ok(_turn)) => read.await,
+        _ => over_limit(
+            state,
+            Limit::ConcurrentReads,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} reads are being answered and none finished within {}; retry later",
+                limits.max_concurrent_reads, limits.max_read_wait
+            ),
+        ),
+    }
+}
+
 /// Health probes stay open: orchestrators call them without credentials,
 /// and they reveal nothing.
 fn needs_auth(path: &str) -> bool {
@@ -179,8 +202,14 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
         return response;
     }
     let (path, response): (&'static str, HttpResponse) = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/api/v1/read") => ("/api/v1/read", remote_read::handle(&state, req).await),
-        (&Method::GET, "/federate") => ("/federate", federate::handle(&state, &req).await),
+        (&Method::POST, "/api/v1/read") => (
+            "/api/v1/read",
+            in_turn(&state, remote_read::handle(&state, req)).await,
+        ),
+        (&Method::GET, "/federate") => (
+            "/federate",
+            in_turn(&state, federate::handle(&state, &req)).await,
+        ),
         (&Method::GET | &Method::HEAD, "/-/healthy") => ("/-/healthy", admin::healthy()),
         (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(&state)),
         (&Method::GET, "/metrics") => ("/metrics", admin::metrics(&state)),
