@@ -258,21 +258,26 @@ async fn streamed_chunks_carry_the_samples_answer() {
     assert_eq!((status, body.len()), (200, 0));
 }
 
-/// An upstream that accepts connections and never answers: promcast must
-/// answer at its request deadline, well before Prometheus's remote_timeout,
-/// and count it.
-#[tokio::test(flavor = "multi_thread")]
-async fn slow_upstream_is_cut_off_at_the_request_deadline() {
+/// The port of an upstream that accepts connections and holds them open
+/// without a byte of answer; its thread ends with the test process.
+fn silent_upstream() -> u16 {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
-    let upstream_port = silent.local_addr().expect("silent upstream address").port();
-    // Holds accepted connections open without a byte of answer; the thread
-    // ends with the test process.
+    let port = silent.local_addr().expect("silent upstream address").port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in silent.incoming().take(64) {
             held.push(stream);
         }
     });
+    port
+}
+
+/// An upstream that accepts connections and never answers: promcast must
+/// answer at its request deadline, well before Prometheus's remote_timeout,
+/// and count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_is_cut_off_at_the_request_deadline() {
+    let upstream_port = silent_upstream();
     let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 2s\n");
     let Standalone {
         _dir,
@@ -307,16 +312,8 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
 /// answer meanwhile; once the read in progress ends, the next one runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_beyond_the_concurrency_limit_wait_then_get_a_503() {
-    // An upstream that accepts and never answers: a read holds its turn
-    // until the request deadline.
-    let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
-    let upstream_port = silent.local_addr().expect("silent upstream address").port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().take(64) {
-            held.push(stream);
-        }
-    });
+    // A read holds its turn until the request deadline.
+    let upstream_port = silent_upstream();
     let config = format!(
         "{PROMCAST_CONFIG}limits:\n  request_timeout: 4s\n  max_concurrent_reads: 1\n  max_read_wait: 300ms\n"
     );
