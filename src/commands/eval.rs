@@ -3,14 +3,12 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::duration::PromDuration;
-use crate::eval::dataset::{self, Windows};
+use crate::eval::dataset::{self, Recording, Windows};
 use crate::eval::methods::Method;
 use crate::eval::{Evaluator, FileReport, NOTES, Phase, Report};
 
@@ -57,65 +55,47 @@ pub fn run(evaluator: &Evaluator, request: &Request) -> anyhow::Result<()> {
     let style = ProgressStyle::with_template("{prefix:>48} [{bar:24}] {msg}")
         .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?
         .progress_chars("=> ");
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; recordings.len()]);
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..request.jobs.clamp(1, recordings.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(recording) = recordings.get(i) else {
-                        break;
-                    };
-                    let bar = multi.add(
-                        ProgressBar::new(1)
-                            .with_style(style.clone())
-                            .with_prefix(recording.name.clone()),
-                    );
-                    let progress = |phase: Phase| match phase {
-                        Phase::Training(e) => {
-                            bar.set_length(e.max_epochs as u64);
-                            bar.set_position(e.epoch as u64);
-                            bar.set_message(format!("training, epoch {}", e.epoch));
-                        }
-                        Phase::Refitting { done, total } => {
-                            bar.set_length(total as u64);
-                            bar.set_position(done as u64);
-                            bar.set_message(format!("ets and mstl at {done}/{total} origins"));
-                        }
-                    };
-                    let labelled = windows.as_ref().and_then(|w| w.of(&recording.path));
-                    let report = evaluator.file(recording, labelled, &progress);
-                    bar.finish_and_clear();
-                    multi.remove(&bar);
-                    let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                    let line = format!(
-                        "[{done}/{}] {} {} ({:.0} s elapsed)",
-                        recordings.len(),
-                        recording.name,
-                        report.error.as_deref().unwrap_or("done"),
-                        started.elapsed().as_secs_f64()
-                    );
-                    if interactive {
-                        let _ = multi.println(line);
-                    } else {
-                        eprintln!("{line}");
-                    }
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(report);
-                    }
-                }
-            });
+    let order: Vec<usize> = (0..recordings.len()).collect();
+    let work = |recording: &Recording| {
+        let bar = multi.add(
+            ProgressBar::new(1)
+                .with_style(style.clone())
+                .with_prefix(recording.name.clone()),
+        );
+        let progress = |phase: Phase| match phase {
+            Phase::Training(e) => {
+                bar.set_length(e.max_epochs as u64);
+                bar.set_position(e.epoch as u64);
+                bar.set_message(format!("training, epoch {}", e.epoch));
+            }
+            Phase::Refitting { done, total } => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(format!("ets and mstl at {done}/{total} origins"));
+            }
+        };
+        let labelled = windows.as_ref().and_then(|w| w.of(&recording.path));
+        let report = evaluator.file(recording, labelled, &progress);
+        bar.finish_and_clear();
+        multi.remove(&bar);
+        report
+    };
+    let finished = |recording: &Recording, report: &FileReport, done: usize| {
+        let line = format!(
+            "[{done}/{}] {} {} ({:.0} s elapsed)",
+            recordings.len(),
+            recording.name,
+            report.error.as_deref().unwrap_or("done"),
+            started.elapsed().as_secs_f64()
+        );
+        if interactive {
+            let _ = multi.println(line);
+        } else {
+            eprintln!("{line}");
         }
-    });
-    let files: Vec<FileReport> = results
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("an evaluation thread panicked"))?
-        .into_iter()
-        .flatten()
-        .collect();
+    };
+    let files = super::work_through(&recordings, &order, request.jobs, work, finished);
     let report = Report::new(evaluator.settings(), files);
     if request.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

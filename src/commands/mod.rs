@@ -8,6 +8,36 @@ pub mod forget;
 pub mod nab;
 pub mod train;
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// `work` on every item, `jobs` items at a time on threads of their own,
+/// taken in `order` (indices into `items`); `finished` hears of each
+/// result with how many items are done. The results in the items' order.
+pub fn work_through<T: Sync, R: Send>(
+    items: &[T],
+    order: &[usize],
+    jobs: usize,
+    work: impl Fn(&T) -> R + Sync,
+    finished: impl Fn(&T, &R, usize) + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = work(&items[i]);
+                    finished(&items[i], &result, done.fetch_add(1, Ordering::Relaxed) + 1);
+                    crate::lock::lock(&results)[i] = Some(result);
+                }
+            });
+        }
+    });
+    crate::lock::lock(&results).drain(..).flatten().collect()
+}
+
 /// Left-aligned text columns, a header row, and a rule under it. The
 /// last cell of a row shorter than the header runs on over the columns it
 /// lacks (a reason instead of numbers) without widening its own.

@@ -6,8 +6,6 @@
 //! beside it — on NAB's three profiles.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -88,33 +86,27 @@ fn detect_all(
 ) -> Vec<Detection> {
     let mut order: Vec<usize> = (0..recordings.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(recordings[i].samples.len()));
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Detection>>> = Mutex::new(vec![None; recordings.len()]);
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, recordings.len().max(1)) {
-            scope.spawn(|| {
-                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let recording = &recordings[i];
-                    let probation = detect::probation_rows(recording.samples.len());
-                    let detection = detect::detect(settings, recording, probation, device);
-                    let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                    eprintln!(
-                        "[{done}/{}] {}: {} models ({} warm), {:.0} s ({:.0} s elapsed)",
-                        recordings.len(),
-                        recording.name,
-                        detection.trainings,
-                        detection.warm_trainings,
-                        detection.seconds,
-                        started.elapsed().as_secs_f64()
-                    );
-                    crate::lock::lock(&results)[i] = Some(detection);
-                }
-            });
-        }
-    });
-    crate::lock::lock(&results).drain(..).flatten().collect()
+    super::work_through(
+        recordings,
+        &order,
+        jobs,
+        |recording| {
+            let probation = detect::probation_rows(recording.samples.len());
+            detect::detect(settings, recording, probation, device)
+        },
+        |recording, detection, done| {
+            eprintln!(
+                "[{done}/{}] {}: {} models ({} warm), {:.0} s ({:.0} s elapsed)",
+                recordings.len(),
+                recording.name,
+                detection.trainings,
+                detection.warm_trainings,
+                detection.seconds,
+                started.elapsed().as_secs_f64()
+            );
+        },
+    )
 }
 
 /// Every detector in `dir` on NAB's three profiles, then promcast's

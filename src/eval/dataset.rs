@@ -51,6 +51,15 @@ pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '
     }
 }
 
+/// A [`DatasetError::Csv`] at a line of the CSV file `path`.
+pub(super) fn csv_error(path: &Path) -> impl Fn(usize, String) -> DatasetError + '_ {
+    move |line, reason| DatasetError::Csv {
+        path: path.to_owned(),
+        line,
+        reason,
+    }
+}
+
 /// The CSV files named by `paths`, each with its name in reports: files
 /// as given (named by their file name), folders searched recursively, in
 /// path order (named by their path below the folder).
@@ -103,11 +112,7 @@ fn walk(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
 /// duplicate sample, and counted.
 pub fn read_csv(path: &Path, name: String) -> Result<Recording, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, reason: String| DatasetError::Csv {
-        path: path.to_owned(),
-        line,
-        reason,
-    };
+    let bad = csv_error(path);
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header)) if header.trim().eq_ignore_ascii_case("timestamp,value") => {}

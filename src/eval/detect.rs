@@ -58,8 +58,6 @@ pub struct Detection {
     pub samples: Vec<(i64, f64)>,
     /// The served anomaly score per row; `None` where there was none.
     pub scores: Vec<Option<f64>>,
-    /// Rows of the probationary period.
-    pub probation: usize,
     /// Models trained, and how many of them started from the previous
     /// weights.
     pub trainings: usize,
@@ -93,7 +91,6 @@ pub fn detect(
         name: recording.name.clone(),
         samples: samples.clone(),
         scores: Vec::with_capacity(n),
-        probation,
         trainings: 0,
         warm_trainings: 0,
         failed_trainings: 0,

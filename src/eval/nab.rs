@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::dataset::{DatasetError, Windows, io};
+use super::dataset::{DatasetError, Windows, csv_error, io};
 use crate::calendar::{DAY_MS, parse_timestamp};
 
 #[cfg(test)]
@@ -241,11 +241,7 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// Times and scores of one results file.
 fn read_results(path: &Path) -> Result<(Vec<i64>, Vec<f64>), DatasetError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, reason: String| DatasetError::Csv {
-        path: path.to_owned(),
-        line,
-        reason,
-    };
+    let bad = csv_error(path);
     let mut lines = text.lines().enumerate();
     let header: Vec<&str> = lines
         .next()

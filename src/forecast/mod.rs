@@ -129,25 +129,11 @@ pub struct Evaluation<'a> {
     grid_start: i64,
     /// Rows the anomaly score at a time reads; 0 when none is asked.
     anomaly_memory: usize,
+    /// The runs of rows the anomaly scores at `times` read, by phase;
+    /// empty when none is asked.
+    anomaly_runs: BTreeMap<i64, RowRun>,
     needs_forecast: bool,
     now: i64,
-}
-
-impl Evaluation<'_> {
-    /// Where the settled anomaly rows of the series with `fingerprint` at
-    /// `phase` are cached: per model version (the baseline's as 0).
-    fn row_key(&self, fingerprint: u64, phase: i64) -> cache::RowKey {
-        cache::RowKey {
-            family: self.family.to_owned(),
-            version: match self.predictor {
-                Predictor::Model(m) => m.meta.version,
-                Predictor::Baseline(_) => 0,
-            },
-            series: fingerprint,
-            step_ms: self.step,
-            phase_ms: phase,
-        }
-    }
 }
 
 impl<'a> Evaluation<'a> {
@@ -177,6 +163,11 @@ impl<'a> Evaluation<'a> {
             0
         };
         let points_back = (shape.history_points() + anomaly_memory + 1) as i64;
+        let anomaly_runs = if needs_anomaly {
+            row_runs(times, step, anomaly_memory)
+        } else {
+            BTreeMap::new()
+        };
         Some(Self {
             predictor,
             family,
@@ -187,9 +178,25 @@ impl<'a> Evaluation<'a> {
             staleness: staleness_ms(step),
             grid_start: t_min.div_euclid(step) * step - points_back * step,
             anomaly_memory,
+            anomaly_runs,
             needs_forecast: outputs.iter().any(|o| o.kind != SeriesKind::AnomalyScore),
             now: crate::calendar::now_ms(),
         })
+    }
+
+    /// Where the settled anomaly rows of the series with `fingerprint` at
+    /// `phase` are cached: per model version (the baseline's as 0).
+    fn row_key(&self, fingerprint: u64, phase: i64) -> cache::RowKey {
+        cache::RowKey {
+            family: self.family.to_owned(),
+            version: match self.predictor {
+                Predictor::Model(m) => m.meta.version,
+                Predictor::Baseline(_) => 0,
+            },
+            series: fingerprint,
+            step_ms: self.step,
+            phase_ms: phase,
+        }
     }
 }
 
@@ -283,7 +290,12 @@ fn before(t: i64, step: i64) -> i64 {
 
 /// Rows of memory the anomaly score has at a model step of `step_ms`.
 pub fn anomaly_memory(step_ms: i64) -> usize {
-    anomaly::memory((DAY_MS / step_ms.max(1)).max(1) as usize)
+    anomaly::memory(rows_per_day(step_ms))
+}
+
+/// Model steps of `step_ms` in a day, at least one.
+fn rows_per_day(step_ms: i64) -> usize {
+    (DAY_MS / step_ms.max(1)).max(1) as usize
 }
 
 /// A stretch of anomaly rows: consecutive model steps from `start`.

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::model::window::Span;
-use crate::model::{FEATURES, Grid, Pass, Window};
+use crate::model::{FEATURES, Grid, Pass, Shape, Window};
 use crate::upstream::SourceSeries;
 
 use super::cache::{self, Cache};
-use super::{Anchor, Evaluation, Predictor, ServedModel, before, row_runs};
+use super::{Anchor, Evaluation, Predictor, ServedModel, before};
 use crate::telemetry::Metrics;
 
 /// The anchors one series needs, by grid index; `None` until computed.
@@ -91,30 +91,27 @@ fn plan_series(
     }
     let fingerprint = cache::fingerprint(&series.labels);
     let mut kept_rows = BTreeMap::new();
-    if ev.anomaly_memory > 0 {
-        for (phase, run) in row_runs(ev.times, step, ev.anomaly_memory) {
-            let kept = cache.rows(&ev.row_key(fingerprint, phase), run.start, run.last(step));
-            for row in run.times(step) {
-                if kept.as_ref().is_some_and(|k| k.at(row, step).is_some()) {
-                    continue;
-                }
-                if let Some(i) = grid.index(before(row, step)) {
-                    anchors.insert(i, None);
-                }
+    for (&phase, &run) in &ev.anomaly_runs {
+        let kept = cache.rows(&ev.row_key(fingerprint, phase), run.start, run.last(step));
+        for row in run.times(step) {
+            if kept.as_ref().is_some_and(|k| k.at(row, step).is_some()) {
+                continue;
             }
-            kept_rows.extend(kept.map(|k| (phase, k)));
+            if let Some(i) = grid.index(before(row, step)) {
+                anchors.insert(i, None);
+            }
         }
+        kept_rows.extend(kept.map(|k| (phase, k)));
     }
+    let layouts = Layouts {
+        whole: &ev.shape,
+        one_step: ev.shape.one_step(),
+        forecast_reads: &forecast_reads,
+    };
     let pending = match ev.predictor {
         Predictor::Baseline(b) => {
-            let one_step = ev.shape.one_step();
             for (&i, slot) in anchors.iter_mut() {
-                let layout = if forecast_reads.contains(&i) {
-                    &ev.shape
-                } else {
-                    &one_step
-                };
-                *slot = b.anchor(&grid, i, layout).map(Arc::new);
+                *slot = b.anchor(&grid, i, layouts.of(i)).map(Arc::new);
             }
             Vec::new()
         }
@@ -126,7 +123,7 @@ fn plan_series(
                 cache,
                 metrics,
             };
-            lookup.pending(si, &grid, &mut anchors, &forecast_reads)
+            lookup.pending(si, &grid, &mut anchors, &layouts)
         }
     };
     // The grid itself (a day of values and their prefix sums) ends here,
@@ -139,6 +136,24 @@ fn plan_series(
         kept_rows,
     };
     (plan, pending)
+}
+
+/// The layouts a series' anchors are built in: the whole forecast where
+/// one is read off the anchor, one step where only anomaly rows read it.
+struct Layouts<'a> {
+    whole: &'a Shape,
+    one_step: Shape,
+    forecast_reads: &'a BTreeSet<usize>,
+}
+
+impl Layouts<'_> {
+    fn of(&self, anchor: usize) -> &Shape {
+        if self.forecast_reads.contains(&anchor) {
+            self.whole
+        } else {
+            &self.one_step
+        }
+    }
 }
 
 /// Cache look-ups for one series' model forecasts.
@@ -179,11 +194,9 @@ impl Lookup<'_> {
         si: usize,
         grid: &Grid,
         anchors: &mut Anchors,
-        forecast_reads: &BTreeSet<usize>,
+        layouts: &Layouts,
     ) -> Vec<Pending> {
         let shape = &self.ev.shape;
-        // An anchor that only anomaly rows read forecasts one step.
-        let one_step = shape.one_step();
         let recent = |i: usize| grid.time(i) + self.ev.staleness >= self.ev.now;
         let mut passes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (&i, slot) in anchors.iter_mut() {
@@ -204,12 +217,7 @@ impl Lookup<'_> {
             };
             let mut windows = Vec::new();
             for end in ends {
-                let layout = if forecast_reads.contains(&end) {
-                    shape
-                } else {
-                    &one_step
-                };
-                let Some(w) = grid.window(end, layout) else {
+                let Some(w) = grid.window(end, layouts.of(end)) else {
                     continue;
                 };
                 let input = if recent(end) { w.digest(&pass) } else { 0 };

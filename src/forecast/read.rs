@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::calendar::DAY_MS;
-
 use crate::labels::METRIC_NAME;
 use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::upstream::SourceSeries;
 
 use super::cache::{Cache, Rows};
 use super::plan::SeriesPlan;
-use super::{Anchor, Evaluation, Predictor, RowRun, SyntheticSeries, anomaly, before, row_runs};
+use super::{
+    Anchor, Evaluation, Predictor, RowRun, SyntheticSeries, anomaly, before, rows_per_day,
+};
 
 /// Residual calibration of a predictor on one series, in normalised units.
 struct Calibration<'a> {
@@ -148,7 +148,8 @@ struct AnomalyScores {
 
 impl AnomalyScores {
     /// Scores every run of rows, reading kept residuals where the cache
-    /// had them and computing the others, then keeps the settled ones.
+    /// had them and computing the others, then keeps the settled ones
+    /// where some were new.
     fn new(
         ev: &Evaluation,
         series: &SourceSeries,
@@ -156,50 +157,49 @@ impl AnomalyScores {
         anchor_at: &dyn Fn(i64) -> Option<Arc<Anchor>>,
         cache: &Cache,
     ) -> Self {
-        let rows_per_day = (DAY_MS / ev.step).max(1) as usize;
+        let rows_per_day = rows_per_day(ev.step);
         let mut runs = BTreeMap::new();
-        if ev.anomaly_memory > 0 {
-            for (phase, run) in row_runs(ev.times, ev.step, ev.anomaly_memory) {
-                let kept = plan.kept_rows.get(&phase);
-                let rows: Vec<anomaly::Row> = run
-                    .times(ev.step)
-                    .map(|u| {
-                        let residual = match kept.and_then(|k| k.at(u, ev.step)) {
-                            Some(r) => Some(f64::from(r)).filter(|r| r.is_finite()),
-                            // Rounded as kept, so that a row scores the same
-                            // whether computed now or read back.
-                            None => {
-                                let g = before(u, ev.step);
-                                anchor_at(g)
-                                    .and_then(|a| residual(ev, &a, series, u, g))
-                                    .map(|r| f64::from(r as f32))
-                            }
-                        };
-                        anomaly::Row {
-                            residual,
-                            value: latest_at(&series.samples, u, ev.staleness),
+        for (&phase, &run) in &ev.anomaly_runs {
+            let kept = plan.kept_rows.get(&phase);
+            let mut computed = Vec::new();
+            let rows: Vec<anomaly::Row> = run
+                .times(ev.step)
+                .map(|u| {
+                    let residual = match kept.and_then(|k| k.at(u, ev.step)) {
+                        Some(r) => Some(f64::from(r)).filter(|r| r.is_finite()),
+                        // Rounded as kept, so that a row scores the same
+                        // whether computed now or read back.
+                        None => {
+                            computed.push(u);
+                            let g = before(u, ev.step);
+                            anchor_at(g)
+                                .and_then(|a| residual(ev, &a, series, u, g))
+                                .map(|r| f64::from(r as f32))
                         }
-                    })
-                    .collect();
-                // A row is settled once no late sample can change it.
-                let settled = run
-                    .times(ev.step)
-                    .take_while(|u| u + ev.staleness < ev.now)
-                    .count();
-                let residuals = rows[..settled]
+                    };
+                    anomaly::Row {
+                        residual,
+                        value: latest_at(&series.samples, u, ev.staleness),
+                    }
+                })
+                .collect();
+            // A row is settled once no late sample can change it.
+            let settled = |u: i64| u + ev.staleness < ev.now;
+            if computed.iter().any(|&u| settled(u)) {
+                let count = run.times(ev.step).take_while(|&u| settled(u)).count();
+                let residuals = rows[..count]
                     .iter()
                     .map(|r| r.residual.map_or(f32::NAN, |r| r as f32))
                     .collect();
-                let key = ev.row_key(plan.fingerprint, phase);
                 cache.put_rows(
-                    key,
+                    ev.row_key(plan.fingerprint, phase),
                     Rows {
                         start_ms: run.start,
                         residuals,
                     },
                 );
-                runs.insert(phase, (run, anomaly::scores(&rows, rows_per_day)));
             }
+            runs.insert(phase, (run, anomaly::scores(&rows, rows_per_day)));
         }
         Self {
             step: ev.step,

@@ -98,8 +98,6 @@ pub fn predict(
         let picked: Vec<usize> = (0..windows.len())
             .filter(|&i| windows[i].1.seasonal.len() == steps)
             .collect();
-        let index: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [picked.len()]), device);
         let seasonal: Vec<f32> = picked
             .iter()
             .flat_map(|&i| windows[i].1.seasonal.iter().copied())
@@ -108,7 +106,11 @@ pub fn predict(
         let chosen = if picked.len() == windows.len() {
             states.clone()
         } else {
-            states.clone().select(0, index)
+            let index: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
+            let index = TensorData::new(index, [picked.len()]);
+            states
+                .clone()
+                .select(0, Tensor::<1, Int>::from_data(index, device))
         };
         let predicted = net.head(chosen, s, steps).into_data();
         let flat: Vec<f32> = predicted.try_to_vec().unwrap_or_default();

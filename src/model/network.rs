@@ -4,7 +4,8 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::fused_lstm;
@@ -56,6 +57,23 @@ impl LstmNet {
             ),
             window: spec.window,
         }
+    }
+
+    /// The weights in burn's serialised form, as a saved model holds them.
+    pub fn to_bytes(&self) -> Result<Bytes, String> {
+        self.clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| e.to_string())
+    }
+
+    /// A network of `spec` on `device` with the weights `bytes` hold
+    /// (from [`LstmNet::to_bytes`]).
+    pub fn from_bytes(spec: NetSpec, device: &Device, bytes: Bytes) -> Result<Self, String> {
+        let record = ModuleRecord::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Self::new(spec, device)
+            .try_load_record(record)
+            .map_err(|e| e.to_string())
     }
 
     /// The network's shape, read back from its parameters.

@@ -8,8 +8,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -116,14 +114,10 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
     fs::create_dir_all(dir).map_err(io(dir))?;
     let weights_name = format!("{}.v{}.bpk", meta.family, meta.version);
     let weights_path = dir.join(&weights_name);
-    let bytes = net
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| StoreError::Weights {
-            path: weights_path.clone(),
-            reason: e.to_string(),
-        })?;
+    let bytes = net.to_bytes().map_err(|reason| StoreError::Weights {
+        path: weights_path.clone(),
+        reason,
+    })?;
     write_atomic(&weights_path, &bytes)?;
     let previous = load_meta(dir, &meta.family).ok();
     meta.format = FORMAT;
@@ -174,15 +168,8 @@ pub fn load(dir: &Path, family: &str, device: &Device) -> Result<StoredModel, St
     if sha256_hex(&bytes) != meta.sha256 {
         return Err(StoreError::Checksum { path });
     }
-    let weights_error = |reason: String| StoreError::Weights {
-        path: path.clone(),
-        reason,
-    };
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| weights_error(e.to_string()))?;
-    let net = LstmNet::new(meta.spec, device)
-        .try_load_record(record)
-        .map_err(|e| weights_error(e.to_string()))?;
+    let net = LstmNet::from_bytes(meta.spec, device, Bytes::from_bytes_vec(bytes))
+        .map_err(|reason| StoreError::Weights { path, reason })?;
     Ok(StoredModel { meta, net })
 }
 

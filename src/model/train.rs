@@ -372,8 +372,14 @@ pub fn train(
         // burn draws a parameter's initial values when it is first read,
         // not when the network is built: serialising the drawn network
         // reads them all here, under the lock, in a fixed order.
+        // The weights go through their serialised form, as a saved
+        // model's do, so that they land on the training device whatever
+        // device `warm` is on.
         let drawn = LstmNet::new(spec, &train_device);
-        load_weights(LstmNet::new(spec, &train_device), warm.unwrap_or(&drawn))?
+        let bytes = warm.unwrap_or(&drawn).to_bytes();
+        bytes
+            .and_then(|b| LstmNet::from_bytes(spec, &train_device, b))
+            .map_err(TrainError::WarmStart)?
     };
     let step_weights = train_set.step_weights(spec.outputs);
     let run = Run {
@@ -408,21 +414,6 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
         },
     })
-}
-
-/// `net` with the weights of `from` (same spec), on `net`'s device: the
-/// weights go through their serialised form, as a saved model's do, so
-/// that they land on the training device whatever device `from` is on.
-fn load_weights(net: LstmNet, from: &LstmNet) -> Result<LstmNet, TrainError> {
-    let bytes = from
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| TrainError::WarmStart(e.to_string()))?;
-    let record = burn::store::ModuleRecord::from_bytes(bytes)
-        .map_err(|e| TrainError::WarmStart(e.to_string()))?;
-    net.try_load_record(record)
-        .map_err(|e| TrainError::WarmStart(e.to_string()))
 }
 
 /// One training run's fixed parts.
