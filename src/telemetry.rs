@@ -75,6 +75,8 @@ pub struct Metrics {
     /// Requests answered without some families because their deadline passed.
     pub deadline_exceeded: Counter,
     limit_rejections: Family<LimitLabel, Counter>,
+    /// Requests whose handler panicked (answered 500).
+    pub handler_panics: Counter,
 }
 
 impl Default for Metrics {
@@ -154,6 +156,12 @@ impl Metrics {
             "Requests answered without some families because limits.request_timeout passed",
             deadline_exceeded.clone(),
         );
+        let handler_panics = Counter::default();
+        registry.register(
+            "handler_panics",
+            "Requests whose handler panicked, answered with a 500: a bug, please report it",
+            handler_panics.clone(),
+        );
         let limit_rejections = Family::<LimitLabel, Counter>::default();
         registry.register(
             "limit_rejections",
@@ -174,6 +182,7 @@ impl Metrics {
             registry,
             deadline_exceeded,
             limit_rejections,
+            handler_panics,
             http_requests,
             http_duration,
             upstream_requests,

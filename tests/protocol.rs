@@ -78,8 +78,12 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
     let mut not_protobuf = vec![0x0F_u8; 256];
     rng.fill(&mut not_protobuf[1..]);
     let bad_regex = read_request(&[matcher(MATCH_RE, "__name__", "predicted_(")]);
+    // Near the end of i64: adding a horizon would overflow.
+    let mut far_future = valid.clone();
+    far_future.queries[0].end_timestamp_ms = i64::MAX;
+    far_future.queries[0].start_timestamp_ms = i64::MAX - 5 * 60_000;
 
-    let cases: [(&str, Vec<u8>, &[u16]); 5] = [
+    let cases: [(&str, Vec<u8>, &[u16]); 6] = [
         (
             "garbage bytes",
             b"\xff\xfe this is neither snappy nor protobuf \x00\x01".to_vec(),
@@ -103,6 +107,11 @@ async fn remote_read_rejects_malformed_input_and_keeps_serving() {
         (
             "invalid regex matcher",
             snappy(&bad_regex.encode_to_vec()),
+            &[400],
+        ),
+        (
+            "timestamps beyond year 9999",
+            snappy(&far_future.encode_to_vec()),
             &[400],
         ),
     ];
@@ -270,6 +279,56 @@ fn silent_upstream() -> u16 {
         }
     });
     port
+}
+
+/// `families.allow`/`families.deny` refuse other metrics with a 403 that
+/// names the rule, over remote read and federation, before the upstream
+/// is asked; allowed and configured families go on to the upstream (down
+/// here: a 5xx).
+#[tokio::test(flavor = "multi_thread")]
+async fn families_outside_the_policy_are_refused_by_name() {
+    let upstream_port = free_port();
+    let config =
+        format!("{PROMCAST_CONFIG}families:\n  allow: ['e2e_.*']\n  deny: ['e2e_secret_.*']\n");
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+    let cases = [
+        ("predicted_e2e_secret_tokens", Some("families.deny")),
+        ("anomaly_score_node_load1", Some("families.allow")),
+        (PREDICTED, None),
+        ("predicted_e2e_cpu_smoothed", None),
+    ];
+    for (name, refused_by) in cases {
+        let request = read_request(&[matcher(MATCH_EQ, "__name__", name)]);
+        let (status, _, body) = post_read_typed(&client, &base, &request).await;
+        let reason = String::from_utf8_lossy(&body);
+        match refused_by {
+            Some(rule) => assert!(
+                status == 403 && reason.contains(rule),
+                "{name}: expected a 403 naming {rule}, got {status} {reason:?}{}",
+                log_section(&promcast)
+            ),
+            None => assert!(
+                status >= 500 && reason.contains("upstream"),
+                "{name} is allowed: the upstream (down) is asked, got {status} {reason:?}{}",
+                log_section(&promcast)
+            ),
+        }
+    }
+    let (status, body) = get_text(
+        &client,
+        &format!("{base}/federate?match[]=predicted_node_load1"),
+    )
+    .await
+    .expect("GET /federate");
+    assert!(
+        status == 403 && body.contains("families.allow"),
+        "federation of a refused family: {status} {body:?}"
+    );
 }
 
 /// An upstream that accepts connections and never answers: promcast must

@@ -2,6 +2,7 @@
 //! durations, unknown fields rejected, errors that name the field and line.
 
 pub mod expr;
+pub mod families;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use crate::duration::PromDuration;
 use crate::model::train::TrainConfig;
 use crate::series::{is_metric_name, is_synthetic};
 use expr::Expr;
+use families::FamilyPolicy;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -25,6 +27,8 @@ pub struct Config {
     pub model: TrainConfig,
     /// Families configured by name (and optionally a PromQL expression).
     pub series: Vec<SeriesConfig>,
+    /// Which other metrics queries may make promcast read.
+    pub families: FamilyPolicy,
     /// Bounds on serving.
     pub limits: Limits,
     /// TLS and authentication of promcast's own endpoints.
@@ -461,6 +465,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether queries may make promcast read, train on and answer for
+    /// `family`: configured families always, others as `families:` says.
+    pub fn allows(&self, family: &str) -> Result<(), String> {
+        match self.series(family) {
+            Some(_) => Ok(()),
+            None => self.families.check(family),
+        }
     }
 
     /// The configured entry of a family, if any.

@@ -47,6 +47,9 @@ pub enum QueryError {
     Upstream(#[from] UpstreamError),
     #[error("forecast task failed: {0}")]
     Internal(String),
+    /// A family the configuration's `families:` rules refuse.
+    #[error("{0}")]
+    Refused(String),
     #[error("the answer would hold more than {} = {allowed} {what}; narrow the selector or the time range", .limit.field())]
     Limit {
         limit: Limit,
@@ -98,7 +101,9 @@ impl Budget {
 
 impl Catalog for Context {
     fn families(&self) -> Vec<String> {
-        self.registry.families()
+        let mut families = self.registry.families();
+        families.retain(|f| self.config.allows(f).is_ok());
+        families
     }
 
     fn horizons(&self, family: &str) -> Vec<PromDuration> {
@@ -120,6 +125,11 @@ pub async fn select(
     budget: &mut Budget,
 ) -> Result<Vec<SyntheticSeries>, QueryError> {
     let selections = series::resolve(matchers, ctx)?;
+    for selection in &selections {
+        ctx.config
+            .allows(&selection.family)
+            .map_err(QueryError::Refused)?;
+    }
     let mut all = Vec::new();
     for selection in selections {
         let family = selection.family.clone();

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::network::{LstmNet, NetSpec};
 use super::train::Report;
-use super::window::Shape;
+use super::window::{FEATURES, MAX_HORIZON_STEPS, Shape};
 
 /// Bumped when the saved layout changes incompatibly. 3: windows cut into
 /// shared passes (`Shape::segment`); a model trained on fixed windows must
@@ -77,6 +77,8 @@ pub enum StoreError {
     Checksum { path: PathBuf },
     #[error("{path}: weights do not fit the recorded network: {reason}")]
     Weights { path: PathBuf, reason: String },
+    #[error("{path}: inconsistent metadata: {reason}")]
+    Inconsistent { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -112,8 +114,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// complete.
 pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta, StoreError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let weights_name = format!("{}.v{}.bpk", meta.family, meta.version);
-    let weights_path = dir.join(&weights_name);
+    let weights_file = weights_name(&meta.family, meta.version);
+    let weights_path = dir.join(&weights_file);
     let bytes = net.to_bytes().map_err(|reason| StoreError::Weights {
         path: weights_path.clone(),
         reason,
@@ -121,7 +123,7 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
     write_atomic(&weights_path, &bytes)?;
     let previous = load_meta(dir, &meta.family).ok();
     meta.format = FORMAT;
-    meta.weights = weights_name;
+    meta.weights = weights_file;
     meta.sha256 = sha256_hex(&bytes);
     let meta_file = meta_path(dir, &meta.family);
     let json = serde_json::to_vec_pretty(&meta).map_err(|error| StoreError::Meta {
@@ -157,7 +159,128 @@ pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
             found: format,
         });
     }
-    serde_json::from_slice(&text).map_err(meta_error)
+    let meta: ModelMeta = serde_json::from_slice(&text).map_err(meta_error)?;
+    meta.check(family)
+        .map_err(|reason| StoreError::Inconsistent { path, reason })?;
+    Ok(meta)
+}
+
+/// Largest network a saved model may describe: far beyond what training
+/// builds, small enough that a hostile file cannot make a load allocate
+/// without bound.
+const MAX_HIDDEN: usize = 4096;
+const MAX_LAYERS: usize = 16;
+/// Most normalisation points: a day at one-second steps, with room.
+const MAX_NORM_POINTS: usize = 1 << 20;
+
+impl ModelMeta {
+    /// Checks what serving relies on, so that a file edited by hand or
+    /// written by another build is refused at load instead of failing
+    /// (or panicking) on every query: a positive step, a window layout and
+    /// network that agree, one interval quantile per step ahead, and a
+    /// weights file of the family's own in the model directory.
+    fn check(&self, family: &str) -> Result<(), String> {
+        let Self {
+            shape,
+            spec,
+            report,
+            ..
+        } = self;
+        let checks = [
+            (
+                self.family == family,
+                format!("family {:?} in the file of {family:?}", self.family),
+            ),
+            (
+                self.step_ms > 0,
+                format!("step_ms {} is not positive", self.step_ms),
+            ),
+            (
+                (1..=MAX_HORIZON_STEPS as usize + 1).contains(&shape.horizon_steps),
+                format!(
+                    "horizon_steps {} is outside 1..={}",
+                    shape.horizon_steps,
+                    MAX_HORIZON_STEPS + 1
+                ),
+            ),
+            (
+                shape.segment >= 1 && shape.segment <= shape.window,
+                format!(
+                    "segment {} is outside 1..=window ({})",
+                    shape.segment, shape.window
+                ),
+            ),
+            (
+                (shape.window..=MAX_NORM_POINTS).contains(&shape.norm_points),
+                format!(
+                    "norm_points {} is outside window..={MAX_NORM_POINTS}",
+                    shape.norm_points
+                ),
+            ),
+            (
+                spec.window == shape.window && spec.outputs == shape.horizon_steps,
+                format!(
+                    "network of {} steps and {} outputs for windows of {} and {} steps ahead",
+                    spec.window, spec.outputs, shape.window, shape.horizon_steps
+                ),
+            ),
+            (
+                spec.inputs == FEATURES,
+                format!("{} inputs, not {FEATURES}", spec.inputs),
+            ),
+            (
+                (1..=MAX_HIDDEN).contains(&spec.hidden) && (1..=MAX_LAYERS).contains(&spec.layers),
+                format!(
+                    "{} layers of {} units: at most {MAX_LAYERS} of {MAX_HIDDEN}",
+                    spec.layers, spec.hidden
+                ),
+            ),
+            (
+                report.residual_lo.len() == shape.horizon_steps
+                    && report.residual_hi.len() == shape.horizon_steps,
+                format!(
+                    "{} and {} interval quantiles for {} steps ahead",
+                    report.residual_lo.len(),
+                    report.residual_hi.len(),
+                    shape.horizon_steps
+                ),
+            ),
+            (
+                report
+                    .residual_lo
+                    .iter()
+                    .chain(&report.residual_hi)
+                    .all(|q| q.is_finite())
+                    && report.one_step_sigma.is_finite()
+                    && report.one_step_sigma >= 0.0,
+                "interval quantiles or one-step sigma not finite".to_owned(),
+            ),
+            (
+                self.history_ms.0 <= self.history_ms.1,
+                format!(
+                    "history ends ({}) before it starts ({})",
+                    self.history_ms.1, self.history_ms.0
+                ),
+            ),
+            (
+                self.weights == weights_name(family, self.version),
+                format!(
+                    "weights file {:?}, not {:?}",
+                    self.weights,
+                    weights_name(family, self.version)
+                ),
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, reason)) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The weights file of a family's model version.
+fn weights_name(family: &str, version: u64) -> String {
+    format!("{family}.v{version}.bpk")
 }
 
 /// Loads a family's model onto `device`, verifying the weights' checksum.
@@ -196,16 +319,11 @@ pub fn list(dir: &Path) -> Vec<String> {
 /// when nothing was saved. The metadata goes first: a removal cut short
 /// leaves no model that would load.
 pub fn remove(dir: &Path, family: &str) -> Result<Vec<String>, StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let mut names = match files_of(dir, family) {
+        Ok(names) => names,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(dir)(e)),
     };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| is_file_of(name, family))
-        .collect();
     let meta = format!("{family}.json");
     names.sort_by(|a, b| (!a.starts_with(&meta), a).cmp(&(!b.starts_with(&meta), b)));
     for name in &names {
@@ -213,6 +331,15 @@ pub fn remove(dir: &Path, family: &str) -> Result<Vec<String>, StoreError> {
         fs::remove_file(&path).map_err(io(&path))?;
     }
     Ok(names)
+}
+
+/// The names of `family`'s files in `dir` (see [`is_file_of`]).
+fn files_of(dir: &Path, family: &str) -> std::io::Result<Vec<String>> {
+    Ok(fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| is_file_of(name, family))
+        .collect())
 }
 
 /// Whether `file` is one of `family`'s model files: `<family>.json` or
@@ -235,14 +362,16 @@ fn is_file_of(file: &str, family: &str) -> bool {
 }
 
 /// Moves a family's unusable model files aside (suffix `.corrupt`) so the
-/// family retrains, keeping them for inspection.
+/// family retrains, keeping them for inspection. Every file of the family
+/// goes, not only those its metadata names: that metadata may be the part
+/// that is broken.
 pub fn quarantine(dir: &Path, family: &str) {
-    let meta = meta_path(dir, family);
-    if let Ok(m) = load_meta(dir, family) {
-        let weights = dir.join(&m.weights);
-        let _ = fs::rename(&weights, weights.with_extension("bpk.corrupt"));
+    for name in files_of(dir, family).unwrap_or_default() {
+        if !name.ends_with(".corrupt") {
+            let path = dir.join(&name);
+            let _ = fs::rename(&path, dir.join(format!("{name}.corrupt")));
+        }
     }
-    let _ = fs::rename(&meta, meta.with_extension("json.corrupt"));
 }
 
 #[cfg(test)]
@@ -388,6 +517,47 @@ pub(crate) mod tests {
         .unwrap();
         let err = load_meta(dir.path(), "cpu").unwrap_err();
         assert!(matches!(err, StoreError::Format { found: 2, .. }), "{err}");
+    }
+
+    /// Metadata that serving could not use is refused at load, naming
+    /// what is wrong, and quarantine moves every file of the family aside
+    /// (the weights a broken file names may not be where it says).
+    #[test]
+    fn inconsistent_metadata_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        saved_net(dir.path(), 4, &device);
+        let path = meta_path(dir.path(), "cpu");
+        let good: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let cases: [(&str, serde_json::Value, &str); 6] = [
+            ("/step_ms", 0.into(), "step_ms 0 is not positive"),
+            ("/shape/segment", 0.into(), "segment 0"),
+            (
+                "/spec/outputs",
+                9.into(),
+                "network of 4 steps and 9 outputs",
+            ),
+            (
+                "/report/residual_hi",
+                serde_json::json!([1.0]),
+                "1 interval quantiles",
+            ),
+            ("/weights", "../cpu.v1.bpk".into(), "weights file"),
+            ("/family", "mem".into(), "family \"mem\""),
+        ];
+        for (field, value, reason) in cases {
+            let mut bad = good.clone();
+            *bad.pointer_mut(field).unwrap() = value;
+            fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+            let err = load(dir.path(), "cpu", &device).err().unwrap();
+            assert!(
+                matches!(err, StoreError::Inconsistent { .. }) && err.to_string().contains(reason),
+                "{field}: {err}"
+            );
+        }
+        quarantine(dir.path(), "cpu");
+        assert!(list(dir.path()).is_empty());
+        assert!(dir.path().join("cpu.v1.bpk.corrupt").exists());
     }
 
     /// The same saved model loaded onto wgpu (a GPU, or Mesa's software

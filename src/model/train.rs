@@ -537,39 +537,69 @@ pub fn history_needed_ms(shape: &Shape, step_ms: i64) -> i64 {
     steps.ceil() as i64 * step_ms
 }
 
-/// The first present point of any of `grids` and their last point: the
-/// history that is split into training and validation. `None` without
-/// any value.
-fn history_span(grids: &[Grid]) -> Option<(i64, i64)> {
-    let first = grids
+/// The times of every present point of `grids`, in order.
+fn present_times(grids: &[Grid]) -> Vec<i64> {
+    let mut times: Vec<i64> = grids
         .iter()
-        .filter_map(|g| {
+        .flat_map(|g| {
             g.values
                 .iter()
-                .position(|v| v.is_finite())
-                .map(|i| g.time(i))
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, _)| g.time(i))
         })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+/// The first and last present point of any of `grids`: the history that
+/// is split into training and validation. `None` without any value.
+fn history_span(grids: &[Grid]) -> Option<(i64, i64)> {
+    let present = |g: &Grid, i: usize| g.values[i].is_finite().then(|| g.time(i));
+    let first = grids
+        .iter()
+        .filter_map(|g| (0..g.values.len()).find_map(|i| present(g, i)))
         .min()?;
     let last = grids
         .iter()
-        .map(|g| g.time(g.values.len().saturating_sub(1)))
+        .filter_map(|g| (0..g.values.len()).rev().find_map(|i| present(g, i)))
         .max()?;
     Some((first, last))
+}
+
+/// The time that holds out the most recent [`VALIDATION_SHARE`] of the
+/// present points: counted in points, not in time, so that a gap or
+/// history that ends days before the grid does (an exporter that stopped)
+/// leaves validation the most recent windows that exist rather than
+/// empty time. Between two points it interpolates, so that a series
+/// without gaps splits where a share of its time span would.
+fn split_time(grids: &[Grid]) -> i64 {
+    let times = present_times(grids);
+    let Some(&last) = times.last() else {
+        return 0;
+    };
+    let position = (times.len() - 1) as f64 * (1.0 - VALIDATION_SHARE);
+    let i = position as usize;
+    let Some(&next) = times.get(i + 1) else {
+        return last;
+    };
+    times[i] + ((position - i as f64) * (next - times[i]) as f64).ceil() as i64
 }
 
 /// Cuts training and validation windows: validation windows start after
 /// the split time, training windows end (targets included) before it, so
 /// nothing of the validation period leaks into training. The split holds
-/// out the most recent share of the history there is, not of the
-/// training window read, which a young series fills only in part.
+/// out the most recent share of the history there is (see
+/// [`split_time`]), not of the training window read, which a young series
+/// fills only in part.
 fn split_windows(
     grids: &[Grid],
     shape: Shape,
     cfg: &TrainConfig,
     rng: &mut SmallRng,
 ) -> (Batchable, Batchable) {
-    let (first, last) = history_span(grids).unwrap_or((0, 0));
-    let split = last - ((last - first) as f64 * VALIDATION_SHARE) as i64;
+    let split = split_time(grids);
     let mut train_idx = Vec::new();
     let mut val_idx = Vec::new();
     for (gi, g) in grids.iter().enumerate() {
@@ -583,23 +613,28 @@ fn split_windows(
             }
         }
     }
+    // At most `cap` windows, drawn at random among those that hold data:
+    // drawing among all ends first would fill the pool with the empty
+    // windows of a long gap.
     let build = |mut idx: Vec<(usize, usize)>, cap: usize, rng: &mut SmallRng| {
         if idx.len() > cap {
             idx.shuffle(rng);
-            idx.truncate(cap);
-            idx.sort_unstable();
         }
-        Batchable::new(
-            idx.into_iter()
-                .filter_map(|(gi, end)| {
-                    let g = &grids[gi];
-                    let w = g.window(end, &shape)?;
-                    let t = g.targets(&w, shape.horizon_steps);
-                    let pass = g.pass(w.start, w.points(), &shape)?;
-                    t.iter().any(|v| v.is_finite()).then_some((pass, w, t))
-                })
-                .collect(),
-        )
+        let mut kept: Vec<_> = idx
+            .into_iter()
+            .filter_map(|(gi, end)| {
+                let g = &grids[gi];
+                let w = g.window(end, &shape)?;
+                let t = g.targets(&w, shape.horizon_steps);
+                let pass = g.pass(w.start, w.points(), &shape)?;
+                t.iter()
+                    .any(|v| v.is_finite())
+                    .then_some(((gi, end), (pass, w, t)))
+            })
+            .take(cap)
+            .collect();
+        kept.sort_unstable_by_key(|(at, _)| *at);
+        Batchable::new(kept.into_iter().map(|(_, window)| window).collect())
     };
     let train = build(train_idx, cfg.windows_per_epoch * POOL_EPOCHS, rng);
     let val = build(val_idx, MAX_VALIDATION_WINDOWS, rng);

@@ -35,6 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Limit;
 use crate::forecast::select::{Context, QueryError};
 use crate::series::SelectError;
+use crate::telemetry::Metrics;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,6 +127,7 @@ pub fn query_failed(
         QueryError::Limit { limit, .. } => {
             return refuse(state, limit.field(), StatusCode::BAD_REQUEST, reason);
         }
+        QueryError::Refused(_) => return refuse(state, "families", StatusCode::FORBIDDEN, reason),
         QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
         QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -240,6 +242,26 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
+/// Runs a request's handler in a task of its own, so that a bug that
+/// panics there costs that request a 500 (counted, and logged by the panic
+/// hook), not the connection or other requests.
+async fn contained(
+    metrics: &Metrics,
+    handler: impl Future<Output = HttpResponse> + Send + 'static,
+) -> HttpResponse {
+    match tokio::spawn(handler).await {
+        Ok(response) => response,
+        Err(e) => {
+            metrics.handler_panics.inc();
+            tracing::error!(error = %e, "request handler failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the request's handler failed (a bug: promcast's log has the panic)\n",
+            )
+        }
+    }
+}
+
 /// Serves HTTP, or HTTPS with `tls`, on `listener` until `shutdown`
 /// completes, then drains in-flight requests for up to [`DRAIN_TIMEOUT`].
 pub async fn serve(
@@ -263,7 +285,10 @@ pub async fn serve(
                 let state = Arc::clone(&state);
                 let service = service_fn(move |req| {
                     let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                    async move {
+                        let metrics = Arc::clone(&state);
+                        Ok::<_, Infallible>(contained(&metrics.ctx.metrics, route(state, req)).await)
+                    }
                 });
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
@@ -300,5 +325,25 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that panics answers 500 with a reason and is counted; the
+    /// next request is answered as usual.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500() {
+        let metrics = Metrics::new();
+        let response = contained(&metrics, async { panic!("a bug") }).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("handler failed"));
+        assert_eq!(metrics.handler_panics.get(), 1);
+        let fine = contained(&metrics, async { text(StatusCode::OK, "ok") }).await;
+        assert_eq!(fine.status(), StatusCode::OK);
+        assert!(metrics.encode().contains("promcast_handler_panics_total 1"));
     }
 }

@@ -25,6 +25,11 @@ use super::{AppState, BodyError, HttpResponse, over_limit, query_failed, read_bo
 /// range functions): well inside Prometheus's 5-minute lookback.
 const DEFAULT_STEP_MS: i64 = 60_000;
 
+/// The last millisecond of year 9999: query times beyond it (or before
+/// 1970) are refused, so that adding a horizon or a day of history to any
+/// accepted time stays far from overflow.
+const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
 /// Handles one remote-read request.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
     if let Some(encoding) = req.headers().get(CONTENT_ENCODING)
@@ -188,6 +193,19 @@ async fn answer(
                 format!("query {i}: {e}"),
             )
         })?;
+    if let Some(t) = [q.start_timestamp_ms, q.end_timestamp_ms]
+        .into_iter()
+        .find(|t| !(0..=MAX_TIMESTAMP_MS).contains(t))
+    {
+        return Err(refuse(
+            state,
+            "request",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "query {i}: timestamp {t} ms is outside 1970-01-01..9999-12-31 (0..={MAX_TIMESTAMP_MS})"
+            ),
+        ));
+    }
     if q.end_timestamp_ms < q.start_timestamp_ms {
         return Err(refuse(
             state,

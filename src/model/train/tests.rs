@@ -173,6 +173,48 @@ fn a_long_history_of_gaps_is_an_error() {
     ));
 }
 
+/// History that ends long before the grid does (an exporter that
+/// stopped) or that has a long gap still trains: validation holds the
+/// most recent windows that exist: the split falls in the last stretch
+/// of data.
+#[test]
+fn stale_or_gapped_history_validates_on_its_latest_windows() {
+    let cfg = tiny();
+    let points = 400;
+    let cycle = |i: usize| (i % 7) as f64;
+    let mut stale: Vec<f64> = (0..points).map(cycle).collect();
+    stale.extend(std::iter::repeat_n(f64::NAN, 3 * points));
+    let mut gapped: Vec<f64> = (0..points / 2).map(cycle).collect();
+    gapped.extend(std::iter::repeat_n(f64::NAN, 3 * points));
+    gapped.extend((0..points / 2).map(cycle));
+    let last_stretch = [(0, points), (points / 2 + 3 * points, 4 * points)];
+    for ((what, values), (from, to)) in [("stale", stale), ("gapped", gapped)]
+        .into_iter()
+        .zip(last_stretch)
+    {
+        let grid = Grid::from_values(0, 60_000, values);
+        let split = split_time(std::slice::from_ref(&grid));
+        assert!(
+            (grid.time(from)..grid.time(to)).contains(&split),
+            "{what}: split at {split}"
+        );
+        let (train_set, val_set) = split_windows(
+            std::slice::from_ref(&grid),
+            SMALL,
+            &cfg,
+            &mut SmallRng::seed_from_u64(1),
+        );
+        assert!(
+            train_set.len >= MIN_TRAIN_WINDOWS && val_set.len >= MIN_VALIDATION_WINDOWS,
+            "{what}: {} training and {} validation windows",
+            train_set.len,
+            val_set.len
+        );
+        let trained = train(&[grid], SMALL, &cfg, 1, None, &Device::flex(), &|_| {});
+        assert!(trained.is_ok(), "{what}: {:?}", trained.err());
+    }
+}
+
 /// A series without gaps that spans exactly the history needed yields
 /// enough windows, whether the grid starts at its first sample (eval) or
 /// a training window earlier (the server), wherever the segments fall;
