@@ -331,6 +331,143 @@ async fn families_outside_the_policy_are_refused_by_name() {
     );
 }
 
+/// Slow clients cannot hold the server: a connection that stalls in its
+/// headers, one that never sends a byte, and a body that stops arriving
+/// are all cut at `limits.read_timeout` (the body with a 408), and while
+/// they hold every `limits.max_connections` slot other clients wait
+/// rather than pile up, then get their turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_at_the_read_timeout() {
+    use std::io::Read as _;
+    let config = format!("{PROMCAST_CONFIG}limits:\n  read_timeout: 2s\n  max_connections: 3\n");
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(None, &config).await;
+    let address = base.trim_start_matches("http://");
+    let starts: [&[u8]; 3] = [
+        b"GET /-/healthy HTTP/1.1\r\nHost: promcast\r\n",
+        b"",
+        b"POST /api/v1/read HTTP/1.1\r\nHost: promcast\r\nContent-Length: 1000\r\n\r\nten bytes.",
+    ];
+    let mut slow: Vec<std::net::TcpStream> = starts
+        .iter()
+        .map(|start| {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            stream.write_all(start).expect("send the first bytes");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .expect("set a read timeout");
+            stream
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("probe client");
+    assert!(
+        probe.get(format!("{base}/-/healthy")).send().await.is_err(),
+        "with every connection slot held, a new client must wait{}",
+        log_section(&promcast)
+    );
+
+    for (i, stream) in slow.iter_mut().enumerate() {
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok() || answer.contains("408"),
+            "slow connection {i} must be closed at the read timeout: {read:?} {answer:?}{}",
+            log_section(&promcast)
+        );
+        if i == 2 {
+            assert!(
+                answer.starts_with("HTTP/1.1 408") && answer.contains("limits.read_timeout"),
+                "a stalled body gets a 408 naming the setting: {answer:?}"
+            );
+        }
+    }
+    assert_eq!(
+        get_status(&client, &format!("{base}/-/healthy")).await,
+        Some(200),
+        "once the slow clients are cut, others are answered{}",
+        log_section(&promcast)
+    );
+}
+
+/// SIGTERM mid-request: `/-/ready` turns 503 and new reads are refused at
+/// once, the read in flight still gets its answer, and the process then
+/// exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_the_reads_in_flight_then_exits_0() {
+    // The read in flight lasts until its 3 s deadline.
+    let upstream_port = silent_upstream();
+    let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 3s\n");
+    let Standalone {
+        _dir,
+        mut promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    let in_flight = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move { post_read_typed(&client, &base, &request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &promcast.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, body) = get_text(&client, &format!("{base}/-/ready"))
+        .await
+        .expect("GET /-/ready while draining");
+    assert!(
+        status == 503 && body.contains("shutting down"),
+        "draining: /-/ready must answer 503, got {status} {body:?}{}",
+        log_section(&promcast)
+    );
+    let late = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    let (status, _, body) = post_read_typed(&client, &base, &late).await;
+    assert!(
+        status == 503 && String::from_utf8_lossy(&body).contains("shutting down"),
+        "a read after SIGTERM is refused: {status} {:?}",
+        String::from_utf8_lossy(&body)
+    );
+
+    let (status, _, _) = in_flight.await.expect("the read in flight");
+    assert_eq!(
+        status,
+        200,
+        "the read in flight is answered{}",
+        log_section(&promcast)
+    );
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = promcast.child.try_wait().expect("wait for promcast") {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "promcast must exit once drained{}",
+            log_section(&promcast)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        exit.success(),
+        "exit status {exit}{}",
+        log_section(&promcast)
+    );
+}
+
 /// An upstream that accepts connections and never answers: promcast must
 /// answer at its request deadline, well before Prometheus's remote_timeout,
 /// and count it.

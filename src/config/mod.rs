@@ -61,6 +61,14 @@ pub struct Limits {
     pub max_concurrent_reads: usize,
     /// How long a read waits for its turn before a 503.
     pub max_read_wait: PromDuration,
+    /// Time a client gets to send a request's headers (counted from the
+    /// connection, or from the previous answer: it also closes idle
+    /// connections), and then again its body; as Prometheus's
+    /// `--web.read-timeout`.
+    pub read_timeout: PromDuration,
+    /// Open connections at most (Prometheus's `--web.max-connections`);
+    /// more wait in the kernel's queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +83,8 @@ impl Default for Limits {
             max_samples_per_answer: 50_000_000,
             max_concurrent_reads: 10,
             max_read_wait: PromDuration::from_secs(10),
+            read_timeout: PromDuration::from_secs(60),
+            max_connections: 512,
         }
     }
 }
@@ -374,6 +384,13 @@ impl Config {
         positive("limits.request_timeout", l.request_timeout)?;
         positive("limits.max_query_range", l.max_query_range)?;
         positive("limits.max_read_wait", l.max_read_wait)?;
+        positive("limits.read_timeout", l.read_timeout)?;
+        if l.max_connections == 0 {
+            return Err((
+                "limits.max_connections".into(),
+                "must be greater than 0".into(),
+            ));
+        }
         for (limit, value) in [
             (Limit::RequestBytes, l.max_request_bytes),
             (Limit::DecodedBytes, l.max_decoded_bytes),

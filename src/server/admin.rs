@@ -12,9 +12,15 @@ pub fn healthy() -> HttpResponse {
     text(StatusCode::OK, "promcast is Healthy.\n")
 }
 
-/// `GET /-/ready`: the configuration is loaded and the upstream answered.
+/// `GET /-/ready`: the configuration is loaded, the upstream answered, and
+/// no shutdown has begun.
 pub fn ready(state: &AppState) -> HttpResponse {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.draining.load(Ordering::Relaxed) {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "promcast is shutting down.\n",
+        )
+    } else if state.ready.load(Ordering::Relaxed) {
         text(StatusCode::OK, "promcast is Ready.\n")
     } else {
         text(

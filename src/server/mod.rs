@@ -18,7 +18,7 @@ mod status;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -37,8 +37,9 @@ use crate::forecast::select::{Context, QueryError};
 use crate::series::SelectError;
 use crate::telemetry::Metrics;
 
-/// How long in-flight requests get to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connections get to deliver their last answers once the
+/// reads in flight at a shutdown signal have finished.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,6 +49,10 @@ pub struct AppState {
     pub ctx: Arc<Context>,
     /// Set once the upstream has answered.
     pub ready: AtomicBool,
+    /// Set at a shutdown signal: `/-/ready` turns 503, reads are refused.
+    pub draining: AtomicBool,
+    /// Reads being answered or waiting for their turn.
+    reads_in_flight: AtomicUsize,
     /// Who may call the endpoints.
     pub auth: auth::Auth,
     /// Log lines of refused requests, rate-limited.
@@ -65,6 +70,8 @@ impl AppState {
             reads: tokio::sync::Semaphore::new(ctx.config.limits.max_concurrent_reads),
             ctx,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            reads_in_flight: AtomicUsize::new(0),
             refusals: refusals::Refusals::new(refusals::INTERVAL),
         })
     }
@@ -93,6 +100,9 @@ pub enum BodyError {
     /// The connection failed mid-body.
     #[error("reading request body: {0}")]
     Read(String),
+    /// The client did not send the whole body in time.
+    #[error("the request body did not arrive within {0} (limits.read_timeout)")]
+    TimedOut(crate::duration::PromDuration),
 }
 
 /// A request refused for the client's mistake: answered with `reason`,
@@ -135,12 +145,16 @@ pub fn query_failed(
     text(status, format!("{reason}\n"))
 }
 
-/// Reads a request body of at most `limit` bytes.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+/// Reads a request body of at most `limits.max_request_bytes`, sent
+/// within `limits.read_timeout`.
+pub async fn read_body(body: Incoming, limits: &crate::config::Limits) -> Result<Bytes, BodyError> {
+    let limit = limits.max_request_bytes;
+    let collected = Limited::new(body, limit).collect();
+    match tokio::time::timeout(limits.read_timeout.to_std(), collected).await {
+        Err(_) => Err(BodyError::TimedOut(limits.read_timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
     }
 }
 
@@ -164,8 +178,16 @@ pub fn over_limit(
 /// Answers a read once one of `limits.max_concurrent_reads` turns is free,
 /// or a 503 after `limits.max_read_wait`: a burst of reads queues instead
 /// of sharing the cores and the memory among all of them, while probes and
-/// `/metrics`, which take no turn, answer at once.
+/// `/metrics`, which take no turn, answer at once. While shutting down,
+/// new reads get a 503 and those in flight are awaited (see [`serve`]).
 async fn in_turn(state: &AppState, read: impl Future<Output = HttpResponse>) -> HttpResponse {
+    let _in_flight = InFlight::enter(&state.reads_in_flight);
+    if state.draining.load(Ordering::Relaxed) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "promcast is shutting down; another replica or the next start will answer\n",
+        );
+    }
     let limits = &state.ctx.config.limits;
     match tokio::time::timeout(limits.max_read_wait.to_std(), state.reads.acquire()).await {
         Ok(Ok(_turn)) => read.await,
@@ -178,6 +200,22 @@ async fn in_turn(state: &AppState, read: impl Future<Output = HttpResponse>) -> 
                 limits.max_concurrent_reads, limits.max_read_wait
             ),
         ),
+    }
+}
+
+/// One read counted in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -263,7 +301,11 @@ async fn contained(
 }
 
 /// Serves HTTP, or HTTPS with `tls`, on `listener` until `shutdown`
-/// completes, then drains in-flight requests for up to [`DRAIN_TIMEOUT`].
+/// completes; then drains: `/-/ready` turns 503 (so that orchestrators
+/// route elsewhere) and new reads are refused while connections are still
+/// accepted, until the reads in flight are answered or
+/// `limits.request_timeout` has passed, after which connections get
+/// [`CLOSE_TIMEOUT`] to deliver their answers.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -271,33 +313,91 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let limits = &state.ctx.config.limits;
+    // Accepting waits for a free slot, as Prometheus's listener does: what
+    // is beyond the cap waits in the kernel's queue, costing nothing here.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let accept = || accept_forever(&listener, &state, tls.as_ref(), &graceful, &slots);
+    tokio::select! {
+        () = accept() => {}
+        () = shutdown => {}
+    }
+    state.draining.store(true, Ordering::Relaxed);
+    tracing::info!(
+        reads = state.reads_in_flight.load(Ordering::SeqCst),
+        "shutting down: not ready, answering the reads in flight"
+    );
+    let reads_done = async {
+        while state.reads_in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = accept() => {}
+        done = tokio::time::timeout(limits.request_timeout.to_std(), reads_done) => {
+            if done.is_err() {
+                tracing::warn!("reads still in flight after limits.request_timeout: closing anyway");
+            }
+        }
+    }
+    if tokio::time::timeout(CLOSE_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections did not close within {CLOSE_TIMEOUT:?}");
+    }
+}
+
+/// Accepts connections and serves each in a task of its own, watched by
+/// `graceful`, while a slot is free; never returns.
+async fn accept_forever(
+    listener: &TcpListener,
+    state: &Arc<AppState>,
+    tls: Option<&TlsAcceptor>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    slots: &Arc<tokio::sync::Semaphore>,
+) {
+    let read_timeout = state.ctx.config.limits.read_timeout.to_std();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        continue;
+        let Ok(slot) = Arc::clone(slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                continue;
+            }
+        };
+        let state = Arc::clone(state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move {
+                let metrics = Arc::clone(&state);
+                Ok::<_, Infallible>(contained(&metrics.ctx.metrics, route(state, req)).await)
+            }
+        });
+        let watcher = graceful.watcher();
+        let tls = tls.cloned();
+        tokio::spawn(async move {
+            let _slot = slot;
+            // The header timeout also runs while a connection waits for its
+            // next request, so it closes idle connections too.
+            let mut http = http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(read_timeout);
+            let result =
+                match tls {
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
                     }
-                };
-                let state = Arc::clone(&state);
-                let service = service_fn(move |req| {
-                    let state = Arc::clone(&state);
-                    async move {
-                        let metrics = Arc::clone(&state);
-                        Ok::<_, Infallible>(contained(&metrics.ctx.metrics, route(state, req)).await)
-                    }
-                });
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let http = http1::Builder::new();
-                    let result = match tls {
-                        None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
-                        Some(acceptor) => {
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
                                 Ok(Ok(stream)) => stream,
                                 Ok(Err(e)) => {
                                     tracing::info!(%peer, error = %e, "TLS handshake failed");
@@ -308,23 +408,15 @@ pub async fn serve(
                                     return;
                                 }
                             };
-                            watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
                     }
-                });
+                };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            () = &mut shutdown => break,
-        }
-    }
-    tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+        });
     }
 }
 

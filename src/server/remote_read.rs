@@ -45,10 +45,13 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
         );
     }
     let limits = &state.ctx.config.limits;
-    let body = match read_body(req.into_body(), limits.max_request_bytes).await {
+    let body = match read_body(req.into_body(), limits).await {
         Ok(b) => b,
         Err(e @ BodyError::TooLarge(_)) => {
             return over_limit(state, Limit::RequestBytes, StatusCode::PAYLOAD_TOO_LARGE, e);
+        }
+        Err(e @ BodyError::TimedOut(_)) => {
+            return refuse(state, "limits.read_timeout", StatusCode::REQUEST_TIMEOUT, e);
         }
         Err(e) => return refuse(state, "request", StatusCode::BAD_REQUEST, e),
     };
