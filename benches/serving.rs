@@ -47,7 +47,9 @@ use burn::tensor::Device;
 use promcast::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 use promcast::duration::PromDuration;
 use promcast::forecast::training::{TrainingPlan, fit};
-use promcast::forecast::{Cache, Predictor, ServedModel, anomaly_memory, evaluate};
+use promcast::forecast::{
+    Cache, Cancel, FamilyQuery, Predictor, ServedModel, anomaly_memory, evaluate,
+};
 use promcast::labels::Labels;
 use promcast::model::train::TrainConfig;
 use promcast::series::{Horizon, Output, SeriesKind};
@@ -203,12 +205,15 @@ fn in_process() {
     let run = |cache: &Cache| {
         evaluate(
             &predictor,
-            FAMILY,
-            &day_outputs,
-            &times,
+            &FamilyQuery {
+                family: FAMILY,
+                outputs: &day_outputs,
+                times: &times,
+            },
             &source,
             cache,
             &metrics,
+            &Cancel::default(),
         )
     };
     let made = {
@@ -242,12 +247,15 @@ fn in_process() {
             let run = |cache: &Cache| {
                 evaluate(
                     &predictor,
-                    FAMILY,
-                    &instant,
-                    &[at],
+                    &FamilyQuery {
+                        family: FAMILY,
+                        outputs: &instant,
+                        times: &[at],
+                    },
                     &source,
                     cache,
                     &metrics,
+                    &Cancel::default(),
                 )
             };
             let cold = timing::median(1, 3, || {
@@ -285,7 +293,21 @@ fn cold_and_warm(
     source: &[SourceSeries],
     runs: usize,
 ) -> (usize, std::time::Duration, std::time::Duration) {
-    let run = |cache: &Cache| evaluate(predictor, FAMILY, outputs, times, source, cache, metrics);
+    let query = FamilyQuery {
+        family: FAMILY,
+        outputs,
+        times,
+    };
+    let run = |cache: &Cache| {
+        evaluate(
+            predictor,
+            &query,
+            source,
+            cache,
+            metrics,
+            &Cancel::default(),
+        )
+    };
     let warm_cache = Cache::new(CACHE_VALUES);
     run(&warm_cache);
     let cold = timing::median(0, runs, || {

@@ -72,8 +72,10 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Synthetic series returned by queries.
     pub series_served: Counter,
-    /// Requests answered without some families because their deadline passed.
+    /// Queries whose deadline passed before every family was computed.
     pub deadline_exceeded: Counter,
+    /// Of those, the ones answered with the families computed in time.
+    pub partial_answers: Counter,
     limit_rejections: Family<LimitLabel, Counter>,
     /// Requests whose handler panicked (answered 500).
     pub handler_panics: Counter,
@@ -153,8 +155,14 @@ impl Metrics {
         let deadline_exceeded = Counter::default();
         registry.register(
             "request_deadline_exceeded",
-            "Requests answered without some families because limits.request_timeout passed",
+            "Queries cut by limits.request_timeout: answered with the families computed by then, or a 503 when none was",
             deadline_exceeded.clone(),
+        );
+        let partial_answers = Counter::default();
+        registry.register(
+            "partial_answers",
+            "Queries answered without some families because limits.request_timeout passed",
+            partial_answers.clone(),
         );
         let handler_panics = Counter::default();
         registry.register(
@@ -181,6 +189,7 @@ impl Metrics {
         Self {
             registry,
             deadline_exceeded,
+            partial_answers,
             limit_rejections,
             handler_panics,
             http_requests,

@@ -129,12 +129,15 @@ pub fn detect(
             }];
             let scored = forecast::evaluate(
                 &predictor,
-                &settings.family,
-                &outputs,
-                &times,
+                &forecast::FamilyQuery {
+                    family: &settings.family,
+                    outputs: &outputs,
+                    times: &times,
+                },
                 &seen,
                 &cache,
                 &Metrics::new(),
+                &forecast::Cancel::default(),
             );
             let by_time: std::collections::HashMap<i64, f64> =
                 scored.into_iter().flat_map(|s| s.samples).collect();

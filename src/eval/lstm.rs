@@ -84,12 +84,15 @@ impl Lstm {
     ) -> LstmForecasts {
         forecast::evaluate(
             &self.predictor,
-            FAMILY,
-            &outputs(horizons),
-            &plan.test_times,
+            &forecast::FamilyQuery {
+                family: FAMILY,
+                outputs: &outputs(horizons),
+                times: &plan.test_times,
+            },
             std::slice::from_ref(series),
             &Cache::new(CACHE_VALUES),
             &Metrics::new(),
+            &forecast::Cancel::default(),
         )
         .into_iter()
         .filter_map(keyed)

@@ -26,6 +26,7 @@ pub mod training;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 
@@ -200,8 +201,38 @@ impl<'a> Evaluation<'a> {
     }
 }
 
-/// Evaluates `outputs` for every source series at every time in `times`
-/// (sorted ascending). Series without data in the model's input window get
+/// Tells an evaluation that its answer is no longer wanted (the request's
+/// deadline passed): it stops at its next check, between batches of
+/// forecasts, instead of keeping a core busy for an answer nobody reads.
+/// What it computed before stopping stays in the cache.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks the evaluation to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a query asks of one family: its outputs at its times.
+#[derive(Debug, Clone, Copy)]
+pub struct FamilyQuery<'a> {
+    /// The family's name.
+    pub family: &'a str,
+    /// The synthetic series wanted of each source series.
+    pub outputs: &'a [Output],
+    /// Evaluation times, sorted ascending.
+    pub times: &'a [i64],
+}
+
+/// Evaluates the query's outputs for every source series at each of its
+/// times. Series without data in the model's input window get
 /// no samples at those times.
 ///
 /// Three phases: plan every series (grids, anchors needed, cache look-ups),
@@ -209,13 +240,17 @@ impl<'a> Evaluation<'a> {
 /// off its anchors.
 pub fn evaluate(
     predictor: &Predictor,
-    family: &str,
-    outputs: &[Output],
-    times: &[i64],
+    query: &FamilyQuery,
     source: &[SourceSeries],
     cache: &Cache,
     metrics: &Metrics,
+    cancel: &Cancel,
 ) -> Vec<SyntheticSeries> {
+    let FamilyQuery {
+        family,
+        outputs,
+        times,
+    } = *query;
     let Some(ev) = Evaluation::new(predictor, family, outputs, times, source) else {
         return Vec::new();
     };
@@ -227,9 +262,12 @@ pub fn evaluate(
     let chunk = (MAX_FORECASTS_ALIVE / per_series.max(1)).max(1);
     let mut result = Vec::new();
     for part in source.chunks(chunk) {
+        if cancel.is_cancelled() {
+            return Vec::new();
+        }
         let mut plan = plan::plan(&ev, part, cache, metrics);
         if let Predictor::Model(m) = predictor {
-            run_model(m, plan.pending, &mut plan.series, cache, metrics);
+            run_model(m, plan.pending, &mut plan.series, cache, metrics, cancel);
         }
         result.extend(
             part.iter()
@@ -242,16 +280,21 @@ pub fn evaluate(
 }
 
 /// Runs the model over every pending pass, in batches of passes of one
-/// length so that few are padded, and caches and records each anchor.
+/// length so that few are padded, and caches and records each anchor;
+/// stops between batches once cancelled.
 fn run_model(
     m: &ServedModel,
     mut pending: Vec<plan::Pending>,
     series: &mut [plan::SeriesPlan],
     cache: &Cache,
     metrics: &Metrics,
+    cancel: &Cancel,
 ) {
     pending.sort_by_key(|p| p.pass.points());
     for chunk in pending.chunks(BATCH) {
+        if cancel.is_cancelled() {
+            return;
+        }
         let passes: Vec<&Pass> = chunk.iter().map(|p| &p.pass).collect();
         let windows: Vec<(usize, &Window)> = chunk
             .iter()

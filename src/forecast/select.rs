@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::missing::Missing;
 use super::registry::Registry;
-use super::{Cache, SyntheticSeries};
+use super::{Cache, Cancel, FamilyQuery, SyntheticSeries};
 use crate::calendar::now_ms;
 use crate::config::{Config, Limit, Limits};
 use crate::duration::PromDuration;
@@ -50,6 +50,9 @@ pub enum QueryError {
     /// A family the configuration's `families:` rules refuse.
     #[error("{0}")]
     Refused(String),
+    /// The deadline passed before any selected family was computed.
+    #[error("limits.request_timeout passed before any family was computed (cut: {}); the upstream may be slow, or the query too large", .cut.join(", "))]
+    Deadline { cut: Vec<String> },
     #[error("the answer would hold more than {} = {allowed} {what}; narrow the selector or the time range", .limit.field())]
     Limit {
         limit: Limit,
@@ -130,9 +133,9 @@ pub async fn select(
             .allows(&selection.family)
             .map_err(QueryError::Refused)?;
     }
+    let families: Vec<String> = selections.iter().map(|s| s.family.clone()).collect();
     let mut all = Vec::new();
-    for selection in selections {
-        let family = selection.family.clone();
+    for (i, selection) in selections.into_iter().enumerate() {
         let answered =
             tokio::time::timeout_at(deadline, select_family(ctx, selection, times, budget)).await;
         match answered {
@@ -150,11 +153,16 @@ pub async fn select(
             }
             Ok(series) => all.extend(series?),
             Err(_) => {
+                let cut = families[i..].to_vec();
                 ctx.metrics.deadline_exceeded.inc();
                 tracing::warn!(
-                    family,
-                    "request deadline reached: answering without this family"
+                    families = ?cut,
+                    "request deadline reached: answering without these families"
                 );
+                if all.is_empty() {
+                    return Err(QueryError::Deadline { cut });
+                }
+                ctx.metrics.partial_answers.inc();
                 break;
             }
         }
@@ -202,20 +210,36 @@ async fn select_family(
     let cache = Arc::clone(&ctx.cache);
     let metrics = Arc::clone(&ctx.metrics);
     let times = times.to_vec();
+    // Dropped with this future when the deadline passes: the evaluation
+    // then stops at its next check rather than run on for nobody.
+    let cancel = CancelOnDrop(Cancel::default());
+    let evaluation = cancel.0.clone();
     let series = tokio::task::spawn_blocking(move || {
         super::evaluate(
             &predictor,
-            &selection.family,
-            &selection.outputs,
-            &times,
+            &FamilyQuery {
+                family: &selection.family,
+                outputs: &selection.outputs,
+                times: &times,
+            },
             &history,
             &cache,
             &metrics,
+            &evaluation,
         )
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))?;
     Ok(series)
+}
+
+/// Cancels an evaluation when dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// The source selector a selection reads, as PromQL writes it:

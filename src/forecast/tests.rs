@@ -45,12 +45,15 @@ fn run(source: &[SourceSeries], times: &[i64]) -> Vec<SyntheticSeries> {
     let predictor = Predictor::Baseline(Baseline::new(None, 1_800_000, 21_600_000, 0.9));
     evaluate(
         &predictor,
-        "cpu",
-        &outputs(),
-        times,
+        &FamilyQuery {
+            family: "cpu",
+            outputs: &outputs(),
+            times,
+        },
         source,
         &Cache::new(1 << 20),
         &Metrics::new(),
+        &Cancel::default(),
     )
 }
 
@@ -72,6 +75,38 @@ fn model(window: usize, hidden: usize, layers: usize) -> Predictor {
     }))
 }
 
+/// A cancelled evaluation (its request's deadline passed) stops before
+/// the model runs: nothing computed, nothing answered; the same
+/// evaluation uncancelled computes and answers.
+#[test]
+fn a_cancelled_evaluation_computes_nothing() {
+    let predictor = model(8, 6, 2);
+    let end = 2 * 86_400_000;
+    let source = cycle(end);
+    let times = evaluation_times(end - 3_600_000, end, 60_000, 100);
+    let eval = |cancel: &Cancel, metrics: &Metrics| {
+        evaluate(
+            &predictor,
+            &FamilyQuery {
+                family: "cpu",
+                outputs: &outputs(),
+                times: &times,
+            },
+            &source,
+            &Cache::new(1 << 20),
+            metrics,
+            cancel,
+        )
+    };
+    let cancelled = Cancel::default();
+    cancelled.cancel();
+    let metrics = Metrics::new();
+    assert!(eval(&cancelled, &metrics).is_empty());
+    assert_eq!(metrics.cache_misses.get(), 0);
+    assert!(!eval(&Cancel::default(), &metrics).is_empty());
+    assert!(metrics.cache_misses.get() > 0);
+}
+
 /// A range query reads one pass for several forecasts; each must be
 /// the forecast that an instant query at its time makes alone.
 #[test]
@@ -83,12 +118,15 @@ fn a_range_forecasts_as_instant_queries_do() {
     let eval = |times: &[i64], metrics: &Metrics| {
         evaluate(
             &predictor,
-            "cpu",
-            &outputs(),
-            times,
+            &FamilyQuery {
+                family: "cpu",
+                outputs: &outputs(),
+                times,
+            },
             &source,
             &Cache::new(1 << 20),
             metrics,
+            &Cancel::default(),
         )
     };
     let metrics = Metrics::new();
@@ -128,12 +166,15 @@ fn an_anomaly_score_is_the_same_alone_or_beside_forecasts() {
     let eval = |outputs: &[Output]| {
         evaluate(
             &predictor,
-            "cpu",
-            outputs,
-            &times,
+            &FamilyQuery {
+                family: "cpu",
+                outputs,
+                times: &times,
+            },
             &source,
             &Cache::new(1 << 20),
             &Metrics::new(),
+            &Cancel::default(),
         )
     };
     let all = eval(&outputs());
@@ -159,7 +200,18 @@ fn anomaly_rows_are_kept_between_queries() {
     // values each), so that what the next query reuses is the rows.
     let (cache, metrics) = (Cache::new(4_000), Metrics::new());
     let eval = |t: i64, cache: &Cache, metrics: &Metrics| {
-        evaluate(&predictor, "cpu", anomaly, &[t], &source, cache, metrics)
+        evaluate(
+            &predictor,
+            &FamilyQuery {
+                family: "cpu",
+                outputs: anomaly,
+                times: &[t],
+            },
+            &source,
+            cache,
+            metrics,
+            &Cancel::default(),
+        )
     };
     eval(end, &cache, &metrics);
     let first = metrics.cache_misses.get();
@@ -189,12 +241,15 @@ fn recent_anchors_are_reused_until_their_inputs_change() {
     let eval = |source: &[SourceSeries]| {
         evaluate(
             &predictor,
-            "cpu",
-            &outputs,
-            &[now],
+            &FamilyQuery {
+                family: "cpu",
+                outputs: &outputs,
+                times: &[now],
+            },
             source,
             &cache,
             &metrics,
+            &Cancel::default(),
         )
     };
     let first = eval(&source);
@@ -311,12 +366,15 @@ fn the_baseline_answers_young_series_with_wide_bands() {
     let half_widths = |source: &[SourceSeries], t: i64| -> Vec<f64> {
         let out = evaluate(
             &predictor,
-            "cpu",
-            &outputs,
-            &[t],
+            &FamilyQuery {
+                family: "cpu",
+                outputs: &outputs,
+                times: &[t],
+            },
             source,
             &Cache::new(1 << 20),
             &Metrics::new(),
+            &Cancel::default(),
         );
         assert_eq!(out.len(), 4, "{out:?}");
         let value = |name: &str, horizon: &str| {
@@ -368,12 +426,15 @@ fn forecasts_of_series_that_never_went_negative_stay_at_or_above_zero() {
         let predictor = Predictor::Baseline(Baseline::new(None, 1_800_000, 21_600_000, 0.9));
         let out = evaluate(
             &predictor,
-            "disk",
-            &lower,
-            &times,
+            &FamilyQuery {
+                family: "disk",
+                outputs: &lower,
+                times: &times,
+            },
             &source,
             &Cache::new(1 << 20),
             &Metrics::new(),
+            &Cancel::default(),
         );
         assert_eq!(out[0].samples.len(), times.len());
         (out[0].samples.clone(), first_negative)

@@ -139,6 +139,7 @@ pub fn query_failed(
         }
         QueryError::Refused(_) => return refuse(state, "families", StatusCode::FORBIDDEN, reason),
         QueryError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        QueryError::Deadline { .. } => StatusCode::SERVICE_UNAVAILABLE,
         QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     tracing::warn!(error = %reason, "query failed");
