@@ -38,8 +38,8 @@ pub fn build(config: Config, model_dir: PathBuf, backend: Backend) -> anyhow::Re
     let metrics = Arc::new(Metrics::new());
     let upstream = Arc::new(match &config.upstream.url {
         Some(url) => {
-            tracing::info!(upstream = %url, "reading history from the upstream");
             let client = prometheus::Client::new(url.clone(), &config.upstream)?;
+            tracing::info!(upstream = %client.base(), "reading history from the upstream");
             Upstream::prometheus(client, Arc::clone(&metrics))
         }
         None => {

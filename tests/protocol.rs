@@ -331,6 +331,23 @@ async fn families_outside_the_policy_are_refused_by_name() {
     );
 }
 
+/// An upstream whose certificate is not checked is worth a warning at
+/// start, and credentials in the upstream URL appear in no log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_upstream_settings_are_logged_and_secrets_are_not() {
+    let config = format!(
+        "{PROMCAST_CONFIG}upstream:\n  url: http://reader:s3cret-pw@127.0.0.1:{}/\n  tls_config:\n    insecure_skip_verify: true\n",
+        free_port()
+    );
+    let Standalone { _dir, promcast, .. } = Standalone::start(None, &config).await;
+    let log = std::fs::read_to_string(&promcast.log).expect("read promcast's log");
+    assert!(
+        log.contains("insecure_skip_verify is set"),
+        "the warning is missing:\n{log}"
+    );
+    assert!(!log.contains("s3cret-pw"), "a secret was logged:\n{log}");
+}
+
 /// Slow clients cannot hold the server: a connection that stalls in its
 /// headers, one that never sends a byte, and a body that stops arriving
 /// are all cut at `limits.read_timeout` (the body with a 408), and while

@@ -50,12 +50,41 @@ pub enum ClientError {
     },
     #[error("building the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
+    #[error("upstream.url carries credentials and upstream.{0} is set too: keep one")]
+    Credentials(&'static str),
+}
+
+/// Takes the `user:password` out of `url`, percent-decoded, if it has any.
+fn url_credentials(url: &mut url::Url) -> Option<String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let pair = format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or_default())
+    );
+    // Neither fails on an http(s) URL, which has a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(pair)
 }
 
 impl Client {
     /// A client for the upstream at `base` (e.g. `http://prometheus:9090`)
     /// with `config`'s timeout, headers, credentials and TLS settings.
-    pub fn new(base: url::Url, config: &UpstreamConfig) -> Result<Self, ClientError> {
+    ///
+    /// Credentials in the URL (`https://user:password@host`) are sent as
+    /// basic auth and removed from the URL, so that no log line, error or
+    /// status page shows them. A `ca_file` replaces the built-in roots, as
+    /// in Prometheus: only the CAs named there are trusted.
+    pub fn new(mut base: url::Url, config: &UpstreamConfig) -> Result<Self, ClientError> {
+        let in_url = url_credentials(&mut base);
         let mut map = HeaderMap::new();
         let mut insert = |name: &str, value: &str| {
             let header_error = |reason: String| ClientError::Header {
@@ -84,6 +113,18 @@ impl Client {
             let pair = STANDARD.encode(format!("{}:{password}", b.username));
             insert(AUTHORIZATION.as_str(), &format!("Basic {pair}"))?;
         }
+        if let Some(pair) = in_url {
+            if config.authorization.is_some() {
+                return Err(ClientError::Credentials("authorization"));
+            }
+            if config.basic_auth.is_some() {
+                return Err(ClientError::Credentials("basic_auth"));
+            }
+            insert(
+                AUTHORIZATION.as_str(),
+                &format!("Basic {}", STANDARD.encode(pair)),
+            )?;
+        }
         let tls = &config.tls_config;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
@@ -91,7 +132,14 @@ impl Client {
             .default_headers(map)
             .user_agent(concat!("promcast/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(tls.insecure_skip_verify);
+        if tls.insecure_skip_verify {
+            tracing::warn!(
+                upstream = %base,
+                "upstream.tls_config.insecure_skip_verify is set: the upstream's certificate is not checked, and anyone on the path can read and answer promcast's queries"
+            );
+        }
         if let Some(ca) = &tls.ca_file {
+            builder = builder.tls_built_in_root_certs(false);
             let pem = read_pem(ca, "ca_file")?;
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::Tls {
@@ -119,7 +167,7 @@ impl Client {
         })
     }
 
-    /// The upstream's base URL.
+    /// The upstream's base URL, without credentials.
     pub fn base(&self) -> &url::Url {
         &self.base
     }
@@ -417,5 +465,49 @@ mod tests {
         body[last] ^= 0xff;
         let err = decode_streamed(&body, 0, 10).unwrap_err();
         assert!(matches!(err, UpstreamError::Decode(_)), "{err}");
+    }
+
+    /// Credentials in the upstream URL travel as basic auth, percent-
+    /// decoded, and appear in neither the client's URL nor its errors; with
+    /// credentials configured besides, the client is refused.
+    #[tokio::test]
+    async fn credentials_in_the_url_become_basic_auth_and_leave_the_url() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail");
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        let url: url::Url = format!("http://reader:p%40ss%3Aw0rd@127.0.0.1:{port}/")
+            .parse()
+            .unwrap();
+        let client = Client::new(url.clone(), &UpstreamConfig::default()).unwrap();
+        assert_eq!(client.base().as_str(), format!("http://127.0.0.1:{port}/"));
+        let err = client.probe().await.unwrap_err().to_string();
+        let head = upstream.join().unwrap();
+        let expected = STANDARD.encode("reader:p@ss:w0rd").to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("authorization: basic {expected}")),
+            "{head}"
+        );
+        assert!(!err.contains("p%40ss") && !err.contains("reader"), "{err}");
+
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "token").unwrap();
+        let config: UpstreamConfig = serde_yaml::from_str(&format!(
+            "authorization:\n  credentials_file: {}\n",
+            secret.path().display()
+        ))
+        .unwrap();
+        let refused = Client::new(url, &config).err().unwrap().to_string();
+        assert!(refused.contains("upstream.authorization"), "{refused}");
     }
 }
