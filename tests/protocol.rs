@@ -655,10 +655,79 @@ async fn failing_upstream_is_reported_and_recovered_from() {
     );
 }
 
+/// Huge upstream answers cost a bounded read and a 502 naming the setting,
+/// not promcast's memory: a 2 GiB remote-read answer, streamed frames
+/// that do not end, and a 2 GiB error body. promcast's peak resident
+/// memory stays far below what it was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_upstream_answers_are_cut_at_their_caps() {
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the faulty upstream");
+    let upstream_port = upstream.local_addr().expect("upstream address").port();
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(FAULT_HUGE_BODY));
+    let serving = std::sync::Arc::clone(&mode);
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().take(64).flatten() {
+            serve_faulty(stream, serving.load(std::sync::atomic::Ordering::SeqCst));
+        }
+    });
+    let config = format!(
+        "{PROMCAST_CONFIG}upstream:\n  max_answer_bytes: 16777216\n  max_answer_samples: 200000\n"
+    );
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    for (fault, reason) in [
+        (FAULT_HUGE_BODY, "upstream.max_answer_bytes"),
+        (FAULT_ENDLESS_FRAMES, "upstream.max_answer_samples"),
+        (FAULT_HUGE_ERROR, "HTTP 500: xxxx"),
+    ] {
+        mode.store(fault, std::sync::atomic::Ordering::SeqCst);
+        let (status, _, body) = post_read_typed(&client, &base, &request).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 502 && text.contains(reason) && text.len() < 2048,
+            "expected a short 502 naming {reason:?}, got {status} {text:?}{}",
+            log_section(&promcast)
+        );
+    }
+    let (_, metrics) = get_text(&client, &format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics");
+    let counted = metric_sum(
+        &metrics,
+        "promcast_upstream_errors_total",
+        &["kind=\"too_large\""],
+    );
+    assert!(counted >= 2.0, "caps reached are counted:\n{metrics}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", promcast.child.id()))
+        .expect("read promcast's /proc status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    assert!(
+        peak_kib < 512 * 1024,
+        "peak resident memory {peak_kib} KiB after answers of 2 GiB"
+    );
+}
+
 /// What the faulty upstream answers.
 const FAULT_NONE: u8 = 0;
 const FAULT_500: u8 = 1;
 const FAULT_GARBAGE: u8 = 2;
+/// A remote-read answer that declares 2 GiB and sends zeros.
+const FAULT_HUGE_BODY: u8 = 3;
+/// A streamed answer whose frames do not end (up to 2 GiB).
+const FAULT_ENDLESS_FRAMES: u8 = 4;
+/// An HTTP 500 with a 2 GiB body.
+const FAULT_HUGE_ERROR: u8 = 5;
+/// How much the huge answers send at most, if promcast never hangs up.
+const HUGE_BYTES: usize = 2 << 30;
 
 /// Answers one HTTP request on `stream` as the faulty upstream: an error,
 /// garbage, or a real remote-read answer with one series of the test
@@ -690,6 +759,57 @@ fn serve_faulty(mut stream: std::net::TcpStream, mode: u8) {
             return;
         }
         request.extend_from_slice(&buf[..n]);
+    }
+    let mut huge = |status: &str, content_type: &str, length: Option<usize>, piece: &[u8]| {
+        let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n"
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let mut sent = 0;
+        while sent < HUGE_BYTES && stream.write_all(piece).is_ok() {
+            sent += piece.len();
+        }
+    };
+    match mode {
+        FAULT_HUGE_BODY => {
+            return huge(
+                "200 OK",
+                "application/x-protobuf",
+                Some(HUGE_BYTES),
+                &[0; 1 << 16],
+            );
+        }
+        FAULT_HUGE_ERROR => {
+            return huge(
+                "500 Internal Server Error",
+                "text/plain",
+                Some(HUGE_BYTES),
+                &[b'x'; 1 << 16],
+            );
+        }
+        FAULT_ENDLESS_FRAMES => {
+            let samples: Vec<(i64, f64)> = (0..1000)
+                .map(|i| (now_ms() - i * 1000, 1.0))
+                .rev()
+                .collect();
+            let message = prompb::ChunkedReadResponse {
+                chunked_series: vec![prompb::ChunkedSeries {
+                    labels: vec![prompb::Label {
+                        name: "__name__".into(),
+                        value: METRIC.into(),
+                    }],
+                    chunks: promcast::remote::xor::chunk_series(&samples),
+                }],
+                query_index: 0,
+            };
+            let mut frame = Vec::new();
+            promcast::remote::frame::write_frame(&mut frame, &message);
+            let content_type =
+                "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+            return huge("200 OK", content_type, None, &frame);
+        }
+        _ => {}
     }
     let (status, body) = match mode {
         FAULT_500 => ("500 Internal Server Error", b"boom".to_vec()),

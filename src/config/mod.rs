@@ -249,6 +249,10 @@ pub struct UpstreamConfig {
     pub basic_auth: Option<BasicAuth>,
     /// TLS settings for an `https` URL.
     pub tls_config: TlsClientConfig,
+    /// Largest upstream answer, in bytes as sent; over it the read fails.
+    pub max_answer_bytes: usize,
+    /// Most samples in one upstream answer; over it the read fails.
+    pub max_answer_samples: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -260,6 +264,8 @@ impl Default for UpstreamConfig {
             authorization: None,
             basic_auth: None,
             tls_config: TlsClientConfig::default(),
+            max_answer_bytes: 256 << 20,
+            max_answer_samples: 20_000_000,
         }
     }
 }
@@ -380,6 +386,17 @@ impl Config {
             return Err(("upstream.url".into(), "scheme must be http or https".into()));
         }
         positive("upstream.timeout", self.upstream.timeout)?;
+        for (field, value) in [
+            ("upstream.max_answer_bytes", self.upstream.max_answer_bytes),
+            (
+                "upstream.max_answer_samples",
+                self.upstream.max_answer_samples,
+            ),
+        ] {
+            if value == 0 {
+                return Err((field.into(), "must be greater than 0".into()));
+            }
+        }
         let l = &self.limits;
         positive("limits.request_timeout", l.request_timeout)?;
         positive("limits.max_query_range", l.max_query_range)?;

@@ -47,6 +47,15 @@ pub enum UpstreamError {
     Query(String),
     #[error("refusing to ask the upstream for synthetic series {0:?}")]
     Synthetic(String),
+    /// An answer over `upstream.max_answer_bytes` or `_samples`.
+    #[error(
+        "the upstream answer holds more than {field} = {limit} {what}; narrow the selector, shorten defaults.train_window, or raise the setting"
+    )]
+    TooLarge {
+        field: &'static str,
+        limit: usize,
+        what: &'static str,
+    },
 }
 
 impl From<reqwest::Error> for UpstreamError {
@@ -70,7 +79,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 
 impl UpstreamError {
     /// Every value [`UpstreamError::kind`] returns.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "timeout",
         "connect",
         "http",
@@ -78,6 +87,7 @@ impl UpstreamError {
         "decode",
         "query",
         "synthetic",
+        "too_large",
     ];
 
     /// Whether the upstream refused the query itself (a PromQL syntax or
@@ -102,6 +112,7 @@ impl UpstreamError {
             UpstreamError::Decode(_) => "decode",
             UpstreamError::Query(_) => "query",
             UpstreamError::Synthetic(_) => "synthetic",
+            UpstreamError::TooLarge { .. } => "too_large",
         }
     }
 }

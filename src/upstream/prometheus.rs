@@ -23,6 +23,8 @@ use crate::remote::xor;
 
 /// Largest decompressed remote-read answer accepted from the upstream.
 const MAX_ANSWER_BYTES: usize = 1 << 30;
+/// How much of an error answer's body is read: enough to say why.
+const ERROR_BODY_BYTES: usize = 512;
 /// Largest frame of a streamed answer (Prometheus's `chunked_read_limit`).
 const MAX_FRAME_BYTES: usize = 50_000_000;
 const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
@@ -33,6 +35,37 @@ const MAX_POINTS_PER_QUERY: i64 = 10_000;
 pub struct Client {
     http: reqwest::Client,
     base: url::Url,
+    caps: AnswerCaps,
+}
+
+/// Bounds on one upstream answer (`upstream.max_answer_bytes`,
+/// `upstream.max_answer_samples`): a huge or endless answer costs a
+/// bounded read and a 502, not the process's memory.
+#[derive(Debug, Clone, Copy)]
+struct AnswerCaps {
+    bytes: usize,
+    samples: usize,
+}
+
+impl AnswerCaps {
+    fn too_many_bytes(&self) -> UpstreamError {
+        UpstreamError::TooLarge {
+            field: "upstream.max_answer_bytes",
+            limit: self.bytes,
+            what: "bytes",
+        }
+    }
+
+    fn check_samples(&self, samples: usize) -> Result<(), UpstreamError> {
+        if samples > self.samples {
+            return Err(UpstreamError::TooLarge {
+                field: "upstream.max_answer_samples",
+                limit: self.samples,
+                what: "samples",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why a client could not be built.
@@ -164,6 +197,10 @@ impl Client {
         Ok(Self {
             http: builder.build()?,
             base,
+            caps: AnswerCaps {
+                bytes: config.max_answer_bytes,
+                samples: config.max_answer_samples,
+            },
         })
     }
 
@@ -230,12 +267,20 @@ impl Client {
             .headers()
             .get(CONTENT_TYPE)
             .is_some_and(|t| t.as_bytes().starts_with(STREAMED_CONTENT_TYPE.as_bytes()));
-        let body = checked(response).await?;
+        let response = checked(response).await?;
         if streamed {
-            return decode_streamed(&body, start_ms, end_ms);
+            // Decoded frame by frame as the bytes arrive: what stays in
+            // memory is the samples, never the whole answer.
+            let mut answer = StreamedAnswer::new(start_ms, end_ms, self.caps);
+            read_capped(response, self.caps, |bytes| answer.push(bytes)).await?;
+            return answer.finish();
         }
+        let body = self.body(response).await?;
         let answer: prompb::ReadResponse = codec::decode(&body, MAX_ANSWER_BYTES)
             .map_err(|e| UpstreamError::Decode(e.to_string()))?;
+        let samples = answer.results.iter().flat_map(|r| &r.timeseries);
+        self.caps
+            .check_samples(samples.map(|ts| ts.samples.len()).sum())?;
         Ok(answer
             .results
             .into_iter()
@@ -251,6 +296,17 @@ impl Client {
             .collect())
     }
 
+    /// A successful answer's whole body, within `upstream.max_answer_bytes`.
+    async fn body(&self, response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+        let mut body = Vec::new();
+        read_capped(response, self.caps, |bytes| {
+            body.extend_from_slice(bytes);
+            Ok(())
+        })
+        .await?;
+        Ok(body)
+    }
+
     async fn query_range(
         &self,
         expr: &str,
@@ -260,6 +316,7 @@ impl Client {
     ) -> Result<Vec<SourceSeries>, UpstreamError> {
         let step_ms = step_ms.max(1000);
         let mut by_labels: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut samples_read = 0;
         let mut from = start_ms;
         while from <= end_ms {
             let to = (from + step_ms * (MAX_POINTS_PER_QUERY - 1)).min(end_ms);
@@ -275,13 +332,15 @@ impl Client {
                 .form(&params)
                 .send()
                 .await?;
-            let body = checked(response).await?;
+            let body = self.body(checked(response).await?).await?;
             let answer: QueryResponse =
                 serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
             if answer.status != "success" {
                 return Err(UpstreamError::Query(answer.error.unwrap_or(answer.status)));
             }
             for s in answer.data.map(|d| d.result).unwrap_or_default() {
+                samples_read += s.values.len();
+                self.caps.check_samples(samples_read)?;
                 let mut labels = s.metric;
                 labels.remove(METRIC_NAME);
                 let samples = by_labels.entry(labels).or_default();
@@ -309,47 +368,69 @@ impl Client {
     }
 }
 
-/// A `STREAMED_XOR_CHUNKS` answer as source series. The server sends whole
-/// chunks, which may reach outside the asked range, and may split a long
-/// series over consecutive frames.
-fn decode_streamed(
-    body: &[u8],
-    start_ms: i64,
-    end_ms: i64,
-) -> Result<Vec<SourceSeries>, UpstreamError> {
-    let frame_error = |e: frame::FrameError| UpstreamError::Decode(e.to_string());
-    let mut frames = FrameReader::new(MAX_FRAME_BYTES);
-    frames.push(body);
-    let mut out: Vec<SourceSeries> = Vec::new();
-    while let Some(frame) = frames.next_frame().map_err(frame_error)? {
-        for series in frame.chunked_series {
-            let labels = source_labels(series.labels);
-            let mut samples = Vec::new();
-            for chunk in series.chunks {
-                if chunk.r#type != prompb::chunk::Encoding::Xor as i32 {
-                    return Err(UpstreamError::Decode(format!(
-                        "series {labels:?} has chunks of encoding {}: only float (XOR) series can be forecast; \
-                         configure an `expr` such as histogram_quantile(...) for native histograms",
-                        chunk.r#type
-                    )));
-                }
-                let decoded = xor::decode_xor(&chunk.data)
-                    .map_err(|e| UpstreamError::Decode(e.to_string()))?;
-                samples.extend(
-                    decoded
-                        .into_iter()
-                        .filter(|(t, _)| (start_ms..=end_ms).contains(t)),
-                );
-            }
-            match out.last_mut() {
-                Some(last) if last.labels == labels => last.samples.extend(samples),
-                _ => out.push(SourceSeries { labels, samples }),
-            }
+/// A `STREAMED_XOR_CHUNKS` answer decoded into source series as its bytes
+/// arrive. The server sends whole chunks, which may reach outside the
+/// asked range, and may split a long series over consecutive frames.
+struct StreamedAnswer {
+    frames: FrameReader,
+    range: std::ops::RangeInclusive<i64>,
+    caps: AnswerCaps,
+    samples: usize,
+    out: Vec<SourceSeries>,
+}
+
+impl StreamedAnswer {
+    fn new(start_ms: i64, end_ms: i64, caps: AnswerCaps) -> Self {
+        Self {
+            frames: FrameReader::new(MAX_FRAME_BYTES),
+            range: start_ms..=end_ms,
+            caps,
+            samples: 0,
+            out: Vec::new(),
         }
     }
-    frames.finish().map_err(frame_error)?;
-    out.retain(|s| !s.samples.is_empty());
-    Ok(out)
+
+    /// Takes the next bytes of the answer and decodes the frames they
+    /// complete.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.frames.push(bytes);
+        while let Some(frame) = self.frames.next_frame().map_err(frame_error)? {
+            for series in frame.chunked_series {
+                let labels = source_labels(series.labels);
+                let mut samples = Vec::new();
+                for chunk in series.chunks {
+                    if chunk.r#type != prompb::chunk::Encoding::Xor as i32 {
+                        return Err(UpstreamError::Decode(format!(
+                            "series {labels:?} has chunks of encoding {}: only float (XOR) series can be forecast; \
+                             configure an `expr` such as histogram_quantile(...) for native histograms",
+                            chunk.r#type
+                        )));
+                    }
+                    let decoded = xor::decode_xor(&chunk.data)
+                        .map_err(|e| UpstreamError::Decode(e.to_string()))?;
+                    samples.extend(decoded.into_iter().filter(|(t, _)| self.range.contains(t)));
+                }
+                self.samples += samples.len();
+                self.caps.check_samples(self.samples)?;
+                match self.out.last_mut() {
+                    Some(last) if last.labels == labels => last.samples.extend(samples),
+                    _ => self.out.push(SourceSeries { labels, samples }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The series, once the answer has ended on a frame boundary.
+    fn finish(mut self) -> Result<Vec<SourceSeries>, UpstreamError> {
+        self.frames.finish().map_err(frame_error)?;
+        self.out.retain(|s| !s.samples.is_empty());
+        Ok(self.out)
+    }
+}
+
+fn frame_error(e: frame::FrameError) -> UpstreamError {
+    UpstreamError::Decode(e.to_string())
 }
 
 /// A series' labels without the metric name, which the family implies.
@@ -369,17 +450,49 @@ fn read_pem(path: &Path, field: &'static str) -> Result<Vec<u8>, ClientError> {
     })
 }
 
-/// The body of a successful response, or the error it stands for.
-async fn checked(response: reqwest::Response) -> Result<bytes::Bytes, UpstreamError> {
+/// A successful response, or the error it stands for, with the start of
+/// its body: the reason, however long the body is.
+async fn checked(mut response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
     let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(UpstreamError::Status {
-            status: status.as_u16(),
-            body: body.chars().take(512).collect(),
-        });
+    if status.is_success() {
+        return Ok(response);
     }
-    Ok(response.bytes().await?)
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(bytes)) => body.extend_from_slice(&bytes),
+            _ => break,
+        }
+    }
+    body.truncate(ERROR_BODY_BYTES);
+    Err(UpstreamError::Status {
+        status: status.as_u16(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Hands a body to `take` piece by piece as it arrives, failing as soon
+/// as it is longer than the cap (at once, when its length says so).
+async fn read_capped(
+    mut response: reqwest::Response,
+    caps: AnswerCaps,
+    mut take: impl FnMut(&[u8]) -> Result<(), UpstreamError>,
+) -> Result<(), UpstreamError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > caps.bytes as u64)
+    {
+        return Err(caps.too_many_bytes());
+    }
+    let mut read = 0;
+    while let Some(bytes) = response.chunk().await? {
+        read += bytes.len();
+        if read > caps.bytes {
+            return Err(caps.too_many_bytes());
+        }
+        take(&bytes)?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -405,6 +518,21 @@ struct MatrixSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole streamed answer, without caps.
+    fn decode_streamed(
+        body: &[u8],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SourceSeries>, UpstreamError> {
+        let caps = AnswerCaps {
+            bytes: usize::MAX,
+            samples: usize::MAX,
+        };
+        let mut answer = StreamedAnswer::new(start_ms, end_ms, caps);
+        answer.push(body)?;
+        answer.finish()
+    }
 
     fn label(name: &str, value: &str) -> prompb::Label {
         prompb::Label {
