@@ -716,6 +716,71 @@ async fn huge_upstream_answers_are_cut_at_their_caps() {
     );
 }
 
+/// A selector over more series than an answer may hold is refused after
+/// the upstream lists them, before any history is read: the upstream
+/// here lists 1,000 series and counts the remote reads it is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_series_are_refused_before_their_history_is_read() {
+    use std::io::Read as _;
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let upstream_port = upstream.local_addr().expect("upstream address").port();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&reads);
+    std::thread::spawn(move || {
+        let listed: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"__name__":"{METRIC}","instance":"host-{i}"}}"#))
+            .collect();
+        let series = format!(r#"{{"status":"success","data":[{}]}}"#, listed.join(","));
+        // Reads (the readiness probe's) get an empty answer.
+        let empty = snappy(&prompb::ReadResponse::default().encode_to_vec());
+        for mut stream in upstream.incoming().take(16).flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = [0u8; 64];
+            let n = stream.read(&mut head).unwrap_or(0);
+            let (content_type, body) = if head[..n].starts_with(b"POST /api/v1/series") {
+                ("application/json", series.as_bytes())
+            } else {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ("application/x-protobuf", empty.as_slice())
+            };
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    let config = format!("{PROMCAST_CONFIG}limits:\n  max_series_per_answer: 100\n");
+    let Standalone {
+        _dir,
+        promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), &config).await;
+    for _ in 0..100 {
+        if get_status(&client, &format!("{base}/-/ready")).await == Some(200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probes = reads.load(std::sync::atomic::Ordering::SeqCst);
+    let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
+    let (status, _, body) = post_read_typed(&client, &base, &request).await;
+    let reason = String::from_utf8_lossy(&body);
+    assert!(
+        status == 400 && reason.contains("limits.max_series_per_answer"),
+        "expected a 400 naming the limit, got {status} {reason:?}{}",
+        log_section(&promcast)
+    );
+    assert_eq!(
+        reads.load(std::sync::atomic::Ordering::SeqCst),
+        probes,
+        "no history may be read for a refused selector{}",
+        log_section(&promcast)
+    );
+}
+
 /// What the faulty upstream answers.
 const FAULT_NONE: u8 = 0;
 const FAULT_500: u8 = 1;

@@ -69,6 +69,12 @@ pub struct Limits {
     /// Open connections at most (Prometheus's `--web.max-connections`);
     /// more wait in the kernel's queue until one closes.
     pub max_connections: usize,
+    /// Most series one training reads; a family with more trains on a
+    /// fixed sample of them.
+    pub max_training_series: usize,
+    /// Samples one training reads, about: whole series are read until
+    /// this many are reached.
+    pub max_training_samples: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +91,8 @@ impl Default for Limits {
             max_read_wait: PromDuration::from_secs(10),
             read_timeout: PromDuration::from_secs(60),
             max_connections: 512,
+            max_training_series: 500,
+            max_training_samples: 10_000_000,
         }
     }
 }
@@ -402,11 +410,14 @@ impl Config {
         positive("limits.max_query_range", l.max_query_range)?;
         positive("limits.max_read_wait", l.max_read_wait)?;
         positive("limits.read_timeout", l.read_timeout)?;
-        if l.max_connections == 0 {
-            return Err((
-                "limits.max_connections".into(),
-                "must be greater than 0".into(),
-            ));
+        for (field, value) in [
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_training_series", l.max_training_series),
+            ("limits.max_training_samples", l.max_training_samples),
+        ] {
+            if value == 0 {
+                return Err((field.into(), "must be greater than 0".into()));
+            }
         }
         for (limit, value) in [
             (Limit::RequestBytes, l.max_request_bytes),

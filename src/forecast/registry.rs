@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::model::store;
 use crate::model::train::{Epoch, Shortfall, TrainError};
 use crate::telemetry::Metrics;
-use crate::upstream::{FamilySource, Upstream};
+use crate::upstream::{FamilySource, TrainingCaps, TrainingHistory, Upstream};
 
 /// How often the scheduler looks for due retraining and retries.
 const SCHEDULE_TICK: Duration = Duration::from_secs(30);
@@ -185,6 +185,9 @@ pub struct ModelStatus {
     pub training_window: Option<[String; 2]>,
     /// Source series trained on.
     pub series: Option<usize>,
+    /// When the model was trained on a sample of the family's series, how
+    /// many it had and the settings that bounded the sample.
+    pub sampled: Option<String>,
     /// Epochs run.
     pub epochs: Option<usize>,
     /// Seconds the last successful training took.
@@ -451,10 +454,26 @@ impl Registry {
     async fn run_training(self: &Arc<Self>, family: &str) -> anyhow::Result<ServedModel> {
         let end = now_ms();
         let start = end - self.config.defaults.train_window.as_millis_i64();
-        let history = self
+        let limits = &self.config.limits;
+        let caps = TrainingCaps {
+            series: limits.max_training_series,
+            samples: limits.max_training_samples,
+        };
+        let TrainingHistory {
+            series: history,
+            available,
+        } = self
             .upstream
-            .fetch(self.source(family), &[], start, end)
+            .fetch_for_training(self.source(family), start, end, caps)
             .await?;
+        if history.len() < available {
+            tracing::info!(
+                family,
+                series = history.len(),
+                available,
+                "training on a sample of the family's series (limits.max_training_series, limits.max_training_samples)"
+            );
+        }
         if history.is_empty() {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
@@ -480,7 +499,8 @@ impl Registry {
                     entry.progress = Some(epoch);
                 }
             };
-            let (meta, net) = fit(&plan, &history, (start, end), &device, &progress)?;
+            let (mut meta, net) = fit(&plan, &history, (start, end), &device, &progress)?;
+            meta.series_available = available;
             let meta = store::save(&dir, &net, meta)?;
             Ok(ServedModel { meta, net, device })
         })
@@ -530,6 +550,12 @@ impl Registry {
                     training_window: meta
                         .map(|m| [rfc3339(m.history_ms.0), rfc3339(m.history_ms.1)]),
                     series: meta.map(|m| m.series),
+                    sampled: meta.filter(|m| m.series_available > m.series).map(|m| {
+                        format!(
+                            "{} of {} series (limits.max_training_series, limits.max_training_samples)",
+                            m.series, m.series_available
+                        )
+                    }),
                     epochs: meta.map(|m| m.report.epochs),
                     training_seconds: meta.map(|m| m.report.seconds),
                     training: e.running,

@@ -81,7 +81,16 @@ impl Budget {
         }
     }
 
+    /// Spends the allowance of `series` and `samples`, or refuses them.
     fn spend(&mut self, series: usize, samples: usize) -> Result<(), QueryError> {
+        self.check(series, samples)?;
+        self.series -= series;
+        self.samples -= samples;
+        Ok(())
+    }
+
+    /// Whether `series` and `samples` are within what is left.
+    fn check(&self, series: usize, samples: usize) -> Result<(), QueryError> {
         if series > self.series {
             return Err(QueryError::Limit {
                 limit: Limit::Series,
@@ -96,8 +105,6 @@ impl Budget {
                 what: "samples",
             });
         }
-        self.series -= series;
-        self.samples -= samples;
         Ok(())
     }
 }
@@ -183,20 +190,35 @@ async fn select_family(
         return Ok(Vec::new());
     };
     let predictor = ctx.registry.predictor(&selection.family);
+    let source = ctx.registry.source(&selection.family);
+    let anomaly = selection
+        .outputs
+        .iter()
+        .any(|o| o.kind == series::SeriesKind::AnomalyScore);
+    let start = first - predictor.history_ms(anomaly);
+    let per_series = selection.outputs.len().max(1);
+    // A first read pulls a day or more of every series selected: count
+    // them first (no samples read), so that a selector of 50,000 series
+    // is refused for the price of a list. An upstream that cannot list
+    // series is read as before, within its answer caps.
+    if !ctx.upstream.is_cached(source, &selection.source_matchers) {
+        let allowed = budget.series / per_series;
+        match ctx
+            .upstream
+            .count_series(source, &selection.source_matchers, start, last, allowed)
+            .await
+        {
+            Ok(Some(count)) => {
+                let series = count.saturating_mul(per_series);
+                budget.check(series, series.saturating_mul(times.len()))?;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "listing series failed: reading them"),
+        }
+    }
     let history = ctx
         .upstream
-        .fetch_recent(
-            ctx.registry.source(&selection.family),
-            &selection.source_matchers,
-            first
-                - predictor.history_ms(
-                    selection
-                        .outputs
-                        .iter()
-                        .any(|o| o.kind == series::SeriesKind::AnomalyScore),
-                ),
-            last,
-        )
+        .fetch_recent(source, &selection.source_matchers, start, last)
         .await?;
     if history.is_empty() {
         ctx.missing

@@ -87,6 +87,7 @@ pub fn fit(
         spec: trained.net.spec(),
         history_ms: span,
         series: history.len(),
+        series_available: history.len(),
         report: trained.report,
         weights: String::new(),
         sha256: String::new(),

@@ -42,6 +42,11 @@ pub struct ModelMeta {
     pub history_ms: (i64, i64),
     /// Source series trained on.
     pub series: usize,
+    /// Source series the family had when it was trained: more than
+    /// `series` when `limits.max_training_series` or
+    /// `limits.max_training_samples` left some out (0: not recorded).
+    #[serde(default)]
+    pub series_available: usize,
     /// Training measurements, including the interval calibration.
     pub report: Report,
     /// Weights file name, relative to the model directory.
@@ -398,6 +403,7 @@ pub(crate) mod tests {
             spec,
             history_ms: (0, 1),
             series: 1,
+            series_available: 1,
             report: Report {
                 epochs: 1,
                 stopped_early: false,

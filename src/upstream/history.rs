@@ -124,6 +124,11 @@ impl HistoryCache {
         crate::lock::lock(&self.state)
     }
 
+    /// Whether `key` has an entry.
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().entries.contains_key(key)
+    }
+
     /// What must be read for `[start_ms, end_ms]`.
     pub fn plan(&self, key: &str, start_ms: i64, end_ms: i64) -> Plan {
         match self.lock().entries.get(key).map(|e| &e.cached) {

@@ -8,6 +8,8 @@ pub mod prometheus;
 
 use std::sync::{Arc, Mutex};
 
+use sha2::{Digest, Sha256};
+
 use crate::labels::{Labels, Matcher};
 use crate::series::is_synthetic;
 use crate::telemetry::Metrics;
@@ -117,6 +119,56 @@ impl UpstreamError {
     }
 }
 
+/// Bounds on what one training reads (`limits.max_training_series`,
+/// `limits.max_training_samples`).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingCaps {
+    /// Series at most.
+    pub series: usize,
+    /// Samples, about: whole series are kept until this many are reached.
+    pub samples: usize,
+}
+
+/// What a training read returned.
+#[derive(Debug)]
+pub struct TrainingHistory {
+    /// The series to train on.
+    pub series: Vec<SourceSeries>,
+    /// How many series the family has: more than `series.len()` when
+    /// the caps left some out.
+    pub available: usize,
+}
+
+/// Series read per remote-read request of a training read.
+const SERIES_PER_READ: usize = 64;
+
+/// A stable hash of a label set: the order a training samples series in.
+fn label_hash(labels: &Labels) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for (k, v) in labels {
+        hasher.update(k.as_bytes());
+        hasher.update([0xff]);
+        hasher.update(v.as_bytes());
+        hasher.update([0xfe]);
+    }
+    hasher.finalize().into()
+}
+
+/// The first of `series` that fit `caps`: at most `caps.series`, and
+/// whole series until `caps.samples` is reached.
+fn within(series: Vec<SourceSeries>, caps: TrainingCaps) -> Vec<SourceSeries> {
+    let mut samples = 0;
+    series
+        .into_iter()
+        .take(caps.series)
+        .take_while(|s| {
+            let fits = samples < caps.samples;
+            samples += s.samples.len();
+            fits
+        })
+        .collect()
+}
+
 /// The configured source of history.
 pub struct Upstream {
     backend: Backend,
@@ -182,19 +234,126 @@ impl Upstream {
                 Backend::Demo(d) => Ok(d.fetch(family.name, matchers, start_ms, end_ms)),
             }
         };
+        let mut series = self.counted(result)?;
+        series.retain(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)));
+        Ok(series)
+    }
+
+    /// Counts an upstream request, and its failure, in `/metrics` and for
+    /// the status page.
+    fn counted<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
         self.metrics.upstream_requests.inc();
-        match result {
-            Ok(mut series) => {
-                series.retain(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)));
-                Ok(series)
-            }
-            Err(e) => {
-                self.metrics.upstream_error(e.kind());
-                *crate::lock::lock(&self.last_error) =
-                    Some((crate::calendar::now_ms(), e.to_string()));
-                Err(e)
-            }
+        if let Err(e) = &result {
+            self.metrics.upstream_error(e.kind());
+            *crate::lock::lock(&self.last_error) = Some((crate::calendar::now_ms(), e.to_string()));
         }
+        result
+    }
+
+    /// How many series of `family` match `matchers` with samples in
+    /// `[start_ms, end_ms]`, counted up to `limit` + 1 without reading a
+    /// sample; `None` for an expression family, whose series exist only
+    /// once it is evaluated.
+    pub async fn count_series(
+        &self,
+        family: FamilySource<'_>,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Option<usize>, UpstreamError> {
+        if family.expr.is_some() {
+            return Ok(None);
+        }
+        let listed = self
+            .list_series(
+                family.name,
+                matchers,
+                start_ms,
+                end_ms,
+                limit.saturating_add(1),
+            )
+            .await?;
+        Ok(Some(listed.len()))
+    }
+
+    async fn list_series(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Labels>, UpstreamError> {
+        let listed = match &self.backend {
+            Backend::Prometheus(c) => c.series(name, matchers, start_ms, end_ms, limit).await,
+            Backend::Demo(d) => Ok(d
+                .fetch(name, matchers, start_ms, end_ms)
+                .into_iter()
+                .map(|s| s.labels)
+                .collect()),
+        };
+        let mut listed = self.counted(listed)?;
+        listed.truncate(limit);
+        Ok(listed)
+    }
+
+    /// A family's history over `[start_ms, end_ms]` to train on, within
+    /// `caps`: when the family has more series than `caps.series`, or
+    /// more samples than `caps.samples`, a sample of its series, the same
+    /// one at every training (ordered by a hash of their labels), so that
+    /// one huge metric costs a bounded read. A metric's series are listed
+    /// first, without samples, then read a batch at a time.
+    pub async fn fetch_for_training(
+        &self,
+        family: FamilySource<'_>,
+        start_ms: i64,
+        end_ms: i64,
+        caps: TrainingCaps,
+    ) -> Result<TrainingHistory, UpstreamError> {
+        if family.expr.is_some() {
+            let mut series = self.fetch(family, &[], start_ms, end_ms).await?;
+            let available = series.len();
+            series.sort_by_cached_key(|s| label_hash(&s.labels));
+            return Ok(TrainingHistory {
+                series: within(series, caps),
+                available,
+            });
+        }
+        let mut listed = self
+            .list_series(family.name, &[], start_ms, end_ms, usize::MAX)
+            .await?;
+        let available = listed.len();
+        listed.sort_by_cached_key(label_hash);
+        listed.truncate(caps.series);
+        let mut series = Vec::new();
+        let mut samples = 0;
+        for batch in listed.chunks(SERIES_PER_READ) {
+            if samples >= caps.samples {
+                break;
+            }
+            let read = match &self.backend {
+                Backend::Prometheus(c) => c.fetch_exact(family.name, batch, start_ms, end_ms).await,
+                Backend::Demo(d) => Ok(batch
+                    .iter()
+                    .flat_map(|labels| {
+                        let equal: Vec<Matcher> =
+                            labels.iter().map(|(k, v)| Matcher::equal(k, v)).collect();
+                        d.fetch(family.name, &equal, start_ms, end_ms)
+                            .into_iter()
+                            .filter(|s| s.labels == *labels)
+                    })
+                    .collect()),
+            };
+            let read = self.counted(read)?;
+            samples += read.iter().map(|s| s.samples.len()).sum::<usize>();
+            series.extend(read);
+        }
+        series.sort_by_cached_key(|s| label_hash(&s.labels));
+        Ok(TrainingHistory {
+            series: within(series, caps),
+            available,
+        })
     }
 
     /// The most recent failed read: when (unix ms) and why.
@@ -208,6 +367,16 @@ impl Upstream {
             Backend::Prometheus(c) => c.base().to_string(),
             Backend::Demo(_) => "embedded demo".to_owned(),
         }
+    }
+
+    /// Whether the recent history of `family`'s series selected by
+    /// `matchers` is cached, so that [`Upstream::fetch_recent`] reads
+    /// little of the upstream.
+    pub fn is_cached(&self, family: FamilySource<'_>, matchers: &[Matcher]) -> bool {
+        family.expr.is_none()
+            && self
+                .history
+                .contains(&HistoryCache::key(family.name, matchers))
     }
 
     /// Like [`Upstream::fetch`], for the recent history queries read again
@@ -246,5 +415,52 @@ impl Upstream {
             Backend::Prometheus(c) => c.probe().await,
             Backend::Demo(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU: FamilySource<'static> = FamilySource {
+        name: "demo_cpu_usage_percent",
+        expr: None,
+        step_ms: 60_000,
+    };
+
+    /// A training read over the caps keeps the same sample of series
+    /// every time, says how many there were, and stops adding series once
+    /// the samples cap is reached.
+    #[tokio::test]
+    async fn training_reads_sample_series_within_the_caps() {
+        let upstream = Upstream::demo(Arc::new(Metrics::new()));
+        let (start, end) = (0, 6 * 3_600_000);
+        let read = |series, samples| {
+            upstream.fetch_for_training(CPU, start, end, TrainingCaps { series, samples })
+        };
+        let all = read(usize::MAX, usize::MAX).await.unwrap();
+        assert_eq!((all.series.len(), all.available), (3, 3));
+        let per_series = all.series[0].samples.len();
+
+        let two = read(2, usize::MAX).await.unwrap();
+        assert_eq!((two.series.len(), two.available), (2, 3));
+        let again = read(2, usize::MAX).await.unwrap();
+        let labels = |h: &TrainingHistory| {
+            h.series
+                .iter()
+                .map(|s| s.labels.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(&two), labels(&again), "the same sample every time");
+        assert_eq!(
+            labels(&two),
+            labels(&all)[..2],
+            "the first series in hash order"
+        );
+
+        // Whole series until the samples cap is reached: the second one
+        // reaches it, the third is left out.
+        let capped = read(usize::MAX, per_series + 1).await.unwrap();
+        assert_eq!((capped.series.len(), capped.available), (2, 3));
     }
 }

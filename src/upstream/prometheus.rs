@@ -229,26 +229,96 @@ impl Client {
                     .await
             }
             None => {
-                let mut wire = vec![Matcher::equal(METRIC_NAME, family.name).to_proto()];
-                wire.extend(matchers.iter().map(Matcher::to_proto));
-                self.remote_read(wire, start_ms, end_ms).await
+                self.remote_read(&[query_matchers(family.name, matchers)], start_ms, end_ms)
+                    .await
             }
         }
     }
 
+    /// The series with exactly the label sets `wanted` (names left out) of
+    /// metric `name`, read in one request of one query per series. A
+    /// query's equalities also select series with more labels: those are
+    /// dropped, as is a series that several queries returned.
+    pub(super) async fn fetch_exact(
+        &self,
+        name: &str,
+        wanted: &[Labels],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SourceSeries>, UpstreamError> {
+        let queries: Vec<Vec<prompb::LabelMatcher>> = wanted
+            .iter()
+            .map(|labels| {
+                let equal: Vec<Matcher> =
+                    labels.iter().map(|(k, v)| Matcher::equal(k, v)).collect();
+                query_matchers(name, &equal)
+            })
+            .collect();
+        let mut series = self.remote_read(&queries, start_ms, end_ms).await?;
+        let wanted: std::collections::BTreeSet<&Labels> = wanted.iter().collect();
+        let mut seen = std::collections::BTreeSet::new();
+        series.retain(|s| wanted.contains(&s.labels) && seen.insert(s.labels.clone()));
+        Ok(series)
+    }
+
+    /// The label sets (names left out) of metric `name`'s series matching
+    /// `matchers` with samples in `[start_ms, end_ms]`, from the series
+    /// API: no samples are read. At most `limit` are asked for, where the
+    /// upstream supports that.
+    pub(super) async fn series(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Labels>, UpstreamError> {
+        let parts: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+        let params = [
+            ("match[]", format!("{name}{{{}}}", parts.join(","))),
+            ("start", format!("{:.3}", start_ms as f64 / 1000.0)),
+            ("end", format!("{:.3}", end_ms as f64 / 1000.0)),
+            ("limit", limit.to_string()),
+        ];
+        let response = self
+            .http
+            .post(self.endpoint("api/v1/series"))
+            .form(&params)
+            .send()
+            .await?;
+        let body = self.body(checked(response).await?).await?;
+        let answer: SeriesResponse =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
+        if answer.status != "success" {
+            return Err(UpstreamError::Query(answer.error.unwrap_or(answer.status)));
+        }
+        Ok(answer
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut labels| {
+                labels.remove(METRIC_NAME);
+                labels
+            })
+            .collect())
+    }
+
     async fn remote_read(
         &self,
-        matchers: Vec<prompb::LabelMatcher>,
+        queries: &[Vec<prompb::LabelMatcher>],
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SourceSeries>, UpstreamError> {
         let request = prompb::ReadRequest {
-            queries: vec![prompb::Query {
-                start_timestamp_ms: start_ms,
-                end_timestamp_ms: end_ms,
-                matchers,
-                hints: None,
-            }],
+            queries: queries
+                .iter()
+                .map(|matchers| prompb::Query {
+                    start_timestamp_ms: start_ms,
+                    end_timestamp_ms: end_ms,
+                    matchers: matchers.clone(),
+                    hints: None,
+                })
+                .collect(),
             accepted_response_types: vec![
                 ResponseType::StreamedXorChunks as i32,
                 ResponseType::Samples as i32,
@@ -362,7 +432,7 @@ impl Client {
     pub(super) async fn probe(&self) -> Result<(), UpstreamError> {
         let now = crate::calendar::now_ms();
         let probe = Matcher::equal(METRIC_NAME, "promcast_readiness_probe").to_proto();
-        self.remote_read(vec![probe], now - 60_000, now)
+        self.remote_read(&[vec![probe]], now - 60_000, now)
             .await
             .map(|_| ())
     }
@@ -433,6 +503,14 @@ fn frame_error(e: frame::FrameError) -> UpstreamError {
     UpstreamError::Decode(e.to_string())
 }
 
+/// A remote-read query's matchers: metric `name`, and `matchers`.
+fn query_matchers(name: &str, matchers: &[Matcher]) -> Vec<prompb::LabelMatcher> {
+    std::iter::once(Matcher::equal(METRIC_NAME, name))
+        .chain(matchers.iter().cloned())
+        .map(|m| m.to_proto())
+        .collect()
+}
+
 /// A series' labels without the metric name, which the family implies.
 fn source_labels(labels: Vec<prompb::Label>) -> Labels {
     labels
@@ -500,6 +578,15 @@ struct QueryResponse {
     status: String,
     #[serde(default)]
     data: Option<QueryData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SeriesResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<Vec<Labels>>,
     #[serde(default)]
     error: Option<String>,
 }
