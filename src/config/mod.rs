@@ -54,7 +54,9 @@ pub struct Limits {
     pub max_query_range: PromDuration,
     /// Most synthetic series in one answer.
     pub max_series_per_answer: usize,
-    /// Most samples in one answer (Prometheus's `remote_read_sample_limit`).
+    /// Most samples in one answer. A `SAMPLES` answer is one message,
+    /// built whole: about 40 bytes a sample at its peak, so the default
+    /// keeps one answer near 400 MB.
     pub max_samples_per_answer: usize,
     /// Remote reads and federations answered at once (Prometheus's own
     /// default for remote reads: 10); more wait for a turn.
@@ -86,7 +88,7 @@ impl Default for Limits {
             max_queries_per_request: 64,
             max_query_range: PromDuration::days(31),
             max_series_per_answer: 100_000,
-            max_samples_per_answer: 50_000_000,
+            max_samples_per_answer: 10_000_000,
             max_concurrent_reads: 10,
             max_read_wait: PromDuration::from_secs(10),
             read_timeout: PromDuration::from_secs(60),

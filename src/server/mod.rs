@@ -77,12 +77,15 @@ impl AppState {
     }
 }
 
+/// The body of every response: whole, or streamed as it is produced.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
 /// The response type of every handler.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Body>;
 
 /// A plain-text response: every error says why in its body.
 pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    let mut r = Response::new(Body::new(Full::new(Bytes::from(body.into()))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -19,7 +19,9 @@ use crate::prompb::{self, read_request::ResponseType};
 use crate::remote::codec::{self, CodecError};
 use crate::remote::{frame, xor};
 
-use super::{AppState, BodyError, HttpResponse, over_limit, query_failed, read_body, refuse};
+use super::{
+    AppState, Body, BodyError, HttpResponse, over_limit, query_failed, read_body, refuse, text,
+};
 
 /// Spacing of synthetic samples when the query gives no step (subqueries,
 /// range functions): well inside Prometheus's 5-minute lookback.
@@ -78,20 +80,35 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
             Err(refused) => return refused,
         }
     }
-    let (body, content_type, encoding) = match response_type {
-        ResponseType::Samples => (
-            encode_samples(answers),
-            SAMPLES_CONTENT_TYPE,
-            Some("snappy"),
-        ),
-        ResponseType::StreamedXorChunks => (encode_streamed(answers), STREAMED_CONTENT_TYPE, None),
+    let mut response = match response_type {
+        // One message, so nothing can go before all is encoded: encoded
+        // off the async threads, which serve the probes meanwhile.
+        ResponseType::Samples => {
+            match tokio::task::spawn_blocking(|| encode_samples(answers)).await {
+                Ok(body) => {
+                    let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+                    response
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("encoding the answer failed: {e}\n"),
+                    );
+                }
+            }
+        }
+        ResponseType::StreamedXorChunks => Response::new(stream_frames(answers)),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(encoding) = encoding {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
-    }
+    let content_type = match response_type {
+        ResponseType::Samples => SAMPLES_CONTENT_TYPE,
+        ResponseType::StreamedXorChunks => STREAMED_CONTENT_TYPE,
+    };
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -110,31 +127,72 @@ fn encode_samples(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
     codec::encode(&prompb::ReadResponse { results })
 }
 
-/// Length- and CRC-framed `ChunkedReadResponse`s: exactly one non-empty
-/// series per frame, because Prometheus's client reads the first series of
-/// every frame without checking that there is one.
-fn encode_streamed(answers: Vec<Vec<SyntheticSeries>>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (query_index, series) in answers.into_iter().enumerate() {
-        for s in series.into_iter().filter(|s| !s.samples.is_empty()) {
-            let chunks = xor::chunk_series(&s.samples);
-            let labels = to_proto(SyntheticSeries {
-                labels: s.labels,
-                samples: Vec::new(),
-            })
-            .labels;
-            let message = prompb::ChunkedReadResponse {
-                chunked_series: vec![prompb::ChunkedSeries { labels, chunks }],
-                query_index: query_index as i64,
-            };
-            frame::write_frame(&mut out, &message);
+/// Frames written ahead of the client at most: a slow reader holds back
+/// the encoder instead of the answer piling up in memory.
+const FRAMES_AHEAD: usize = 16;
+
+/// The answer as length- and CRC-framed `ChunkedReadResponse`s, encoded
+/// off the async threads and sent one frame at a time as the client
+/// reads, each series dropped once framed.
+fn stream_frames(answers: Vec<Vec<SyntheticSeries>>) -> Body {
+    let (frames, body) = tokio::sync::mpsc::channel(FRAMES_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        for frame in streamed(answers) {
+            if frames.blocking_send(Bytes::from(frame)).is_err() {
+                // The client went away.
+                return;
+            }
         }
-    }
-    out
+    });
+    Body::new(FrameChannel(body))
 }
 
-/// The request-shape limits, checked before any work: how many queries,
-/// and how long a time range each.
+/// A response body of the frames a channel delivers.
+struct FrameChannel(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for FrameChannel {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
+}
+
+/// The frames of a `STREAMED_XOR_CHUNKS` answer: exactly one non-empty
+/// series per frame, because Prometheus's client reads the first series of
+/// every frame without checking that there is one.
+fn streamed(answers: Vec<Vec<SyntheticSeries>>) -> impl Iterator<Item = Vec<u8>> {
+    answers
+        .into_iter()
+        .enumerate()
+        .flat_map(|(query_index, series)| {
+            series
+                .into_iter()
+                .filter(|s| !s.samples.is_empty())
+                .map(move |s| {
+                    let chunks = xor::chunk_series(&s.samples);
+                    let labels = to_proto(SyntheticSeries {
+                        labels: s.labels,
+                        samples: Vec::new(),
+                    })
+                    .labels;
+                    let message = prompb::ChunkedReadResponse {
+                        chunked_series: vec![prompb::ChunkedSeries { labels, chunks }],
+                        query_index: query_index as i64,
+                    };
+                    let mut out = Vec::new();
+                    frame::write_frame(&mut out, &message);
+                    out
+                })
+        })
+}
+
 fn check_limits(limits: &Limits, request: &prompb::ReadRequest) -> Result<(), (Limit, String)> {
     if request.queries.len() > limits.max_queries_per_request {
         return Err((
@@ -264,6 +322,31 @@ fn to_proto(s: SyntheticSeries) -> prompb::TimeSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt as _;
+
+    /// A streamed answer leaves as one body frame per series, each a whole
+    /// remote-read frame, not as one buffer of them all.
+    #[tokio::test]
+    async fn streamed_answers_leave_a_frame_at_a_time() {
+        let series = |instance: &str| SyntheticSeries {
+            labels: [("instance".to_owned(), instance.to_owned())].into(),
+            samples: (0..200).map(|i| (i * 60_000, i as f64)).collect(),
+        };
+        let answers = vec![vec![series("a"), series("b")], vec![series("c")]];
+        let mut body = stream_frames(answers);
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(frames.len(), 3);
+        for (i, bytes) in frames.iter().enumerate() {
+            let mut reader = frame::FrameReader::new(1 << 20);
+            reader.push(bytes);
+            let message = reader.next_frame().unwrap().expect("a whole frame");
+            assert_eq!(message.query_index, i64::from(i == 2));
+            assert!(reader.next_frame().unwrap().is_none());
+        }
+    }
 
     #[test]
     fn negotiation_takes_the_clients_first_supported_type() {
