@@ -119,6 +119,14 @@ impl UpstreamError {
     }
 }
 
+/// Runs `work` on a blocking thread; a panic there goes on here.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Bounds on what one training reads (`limits.max_training_series`,
 /// `limits.max_training_samples`).
 #[derive(Debug, Clone, Copy)]
@@ -384,7 +392,7 @@ impl Upstream {
     /// only the newest part from the upstream. Expression families are read
     /// whole, since `query_range` aligns its samples to the start.
     pub async fn fetch_recent(
-        &self,
+        self: &Arc<Self>,
         family: FamilySource<'_>,
         matchers: &[Matcher],
         start_ms: i64,
@@ -394,18 +402,27 @@ impl Upstream {
             return self.fetch(family, matchers, start_ms, end_ms).await;
         }
         let key = HistoryCache::key(family.name, matchers);
+        // Copying and merging a large family's history takes a while: off
+        // the async threads, which keep answering probes meanwhile.
         match self.history.plan(&key, start_ms, end_ms) {
             Plan::Full => {
                 let series = self.fetch(family, matchers, start_ms, end_ms).await?;
-                Ok(self.history.store(key, start_ms, end_ms, series))
+                let me = Arc::clone(self);
+                Ok(blocking(move || me.history.store(key, start_ms, end_ms, series)).await)
             }
             Plan::Tail(from_ms, cached) => {
                 let tail = self.fetch(family, matchers, from_ms, end_ms).await?;
-                Ok(self
-                    .history
-                    .merge(&key, cached, Some((from_ms, tail)), start_ms, end_ms))
+                let me = Arc::clone(self);
+                Ok(blocking(move || {
+                    me.history
+                        .merge(&key, cached, Some((from_ms, tail)), start_ms, end_ms)
+                })
+                .await)
             }
-            Plan::Cached(cached) => Ok(self.history.merge(&key, cached, None, start_ms, end_ms)),
+            Plan::Cached(cached) => {
+                let me = Arc::clone(self);
+                Ok(blocking(move || me.history.merge(&key, cached, None, start_ms, end_ms)).await)
+            }
         }
     }
 
