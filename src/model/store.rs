@@ -147,6 +147,12 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
 pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
     let path = meta_path(dir, family);
     let text = fs::read(&path).map_err(io(&path))?;
+    parse_meta(&text, family, path)
+}
+
+/// Parses and checks the metadata of `family`'s model, read from `path`
+/// (named in errors).
+pub fn parse_meta(text: &[u8], family: &str, path: PathBuf) -> Result<ModelMeta, StoreError> {
     let meta_error = |error| StoreError::Meta {
         path: path.clone(),
         error,
@@ -157,14 +163,14 @@ pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
     struct Format {
         format: u32,
     }
-    let Format { format } = serde_json::from_slice(&text).map_err(meta_error)?;
+    let Format { format } = serde_json::from_slice(text).map_err(meta_error)?;
     if format != FORMAT {
         return Err(StoreError::Format {
             path,
             found: format,
         });
     }
-    let meta: ModelMeta = serde_json::from_slice(&text).map_err(meta_error)?;
+    let meta: ModelMeta = serde_json::from_slice(text).map_err(meta_error)?;
     meta.check(family)
         .map_err(|reason| StoreError::Inconsistent { path, reason })?;
     Ok(meta)

@@ -12,7 +12,7 @@ mod demo;
 mod exposition;
 mod federate;
 mod refusals;
-mod remote_read;
+pub mod remote_read;
 mod status;
 
 use std::convert::Infallible;

@@ -57,7 +57,14 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> HttpResponse {
         }
         Err(e) => return refuse(state, "request", StatusCode::BAD_REQUEST, e),
     };
-    let request: prompb::ReadRequest = match codec::decode(&body, limits.max_decoded_bytes) {
+    respond(state, &body).await
+}
+
+/// Answers a remote-read request body (snappy-compressed protobuf): what
+/// [`handle`] does once the body has arrived.
+pub async fn respond(state: &AppState, body: &[u8]) -> HttpResponse {
+    let limits = &state.ctx.config.limits;
+    let request: prompb::ReadRequest = match codec::decode(body, limits.max_decoded_bytes) {
         Ok(r) => r,
         Err(e @ CodecError::TooLarge { .. }) => {
             return over_limit(state, Limit::DecodedBytes, StatusCode::PAYLOAD_TOO_LARGE, e);

@@ -287,20 +287,7 @@ impl Client {
             .send()
             .await?;
         let body = self.body(checked(response).await?).await?;
-        let answer: SeriesResponse =
-            serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
-        if answer.status != "success" {
-            return Err(UpstreamError::Query(answer.error.unwrap_or(answer.status)));
-        }
-        Ok(answer
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut labels| {
-                labels.remove(METRIC_NAME);
-                labels
-            })
-            .collect())
+        decode_series_list(&body)
     }
 
     async fn remote_read(
@@ -403,23 +390,13 @@ impl Client {
                 .send()
                 .await?;
             let body = self.body(checked(response).await?).await?;
-            let answer: QueryResponse =
-                serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
-            if answer.status != "success" {
-                return Err(UpstreamError::Query(answer.error.unwrap_or(answer.status)));
-            }
-            for s in answer.data.map(|d| d.result).unwrap_or_default() {
-                samples_read += s.values.len();
+            for series in decode_matrix(&body)? {
+                samples_read += series.samples.len();
                 self.caps.check_samples(samples_read)?;
-                let mut labels = s.metric;
-                labels.remove(METRIC_NAME);
-                let samples = by_labels.entry(labels).or_default();
-                for (ts, value) in s.values {
-                    let value: f64 = value.parse().map_err(|_| {
-                        UpstreamError::Decode(format!("bad sample value {value:?}"))
-                    })?;
-                    samples.push(((ts * 1000.0).round() as i64, value));
-                }
+                by_labels
+                    .entry(series.labels)
+                    .or_default()
+                    .extend(series.samples);
             }
             from = to + step_ms;
         }
@@ -573,22 +550,63 @@ async fn read_capped(
     Ok(())
 }
 
+/// An answer of Prometheus's HTTP API: `data` on success, else an error.
 #[derive(Deserialize)]
-struct QueryResponse {
+struct ApiResponse<T> {
     status: String,
-    #[serde(default)]
-    data: Option<QueryData>,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
     #[serde(default)]
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct SeriesResponse {
-    status: String,
-    #[serde(default)]
-    data: Option<Vec<Labels>>,
-    #[serde(default)]
-    error: Option<String>,
+impl<T: serde::de::DeserializeOwned> ApiResponse<T> {
+    fn decode(body: &[u8]) -> Result<Option<T>, UpstreamError> {
+        let answer: Self =
+            serde_json::from_slice(body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
+        if answer.status != "success" {
+            return Err(UpstreamError::Query(answer.error.unwrap_or(answer.status)));
+        }
+        Ok(answer.data)
+    }
+}
+
+/// The series of a `/api/v1/query_range` answer (a matrix), without
+/// their metric names.
+pub fn decode_matrix(body: &[u8]) -> Result<Vec<SourceSeries>, UpstreamError> {
+    let data: Option<QueryData> = ApiResponse::decode(body)?;
+    data.map(|d| d.result)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let mut labels = s.metric;
+            labels.remove(METRIC_NAME);
+            let samples = s
+                .values
+                .into_iter()
+                .map(|(ts, value)| {
+                    let value: f64 = value.parse().map_err(|_| {
+                        UpstreamError::Decode(format!("bad sample value {value:?}"))
+                    })?;
+                    Ok(((ts * 1000.0).round() as i64, value))
+                })
+                .collect::<Result<_, UpstreamError>>()?;
+            Ok(SourceSeries { labels, samples })
+        })
+        .collect()
+}
+
+/// The label sets of a `/api/v1/series` answer, without metric names.
+pub fn decode_series_list(body: &[u8]) -> Result<Vec<Labels>, UpstreamError> {
+    let data: Option<Vec<Labels>> = ApiResponse::decode(body)?;
+    Ok(data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut labels| {
+            labels.remove(METRIC_NAME);
+            labels
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
