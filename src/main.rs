@@ -17,7 +17,7 @@ use promcast::forecast::select;
 use promcast::model::Backend;
 use promcast::server::{self, AppState};
 use promcast::telemetry::{self, LogFormat};
-use promcast::{app, calendar, commands, eval, tls};
+use promcast::{app, calendar, commands, eval};
 /// How long background work gets to finish after the server has drained.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often readiness re-probes an upstream that has not answered yet.
@@ -49,6 +49,12 @@ struct Cli {
         global = true
     )]
     listen_address: SocketAddr,
+
+    /// Prometheus's web configuration file (TLS, `basic_auth_users` with
+    /// bcrypt hashes, response headers), as Prometheus and its exporters
+    /// take it; reloaded on SIGHUP and when it or a file it names changes.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    web_config_file: Option<PathBuf>,
 
     /// Base URL of the Prometheus-compatible server to read history from,
     /// e.g. http://localhost:9090. Overrides `upstream.url` in the config.
@@ -211,7 +217,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let build = || app::build(config.clone(), cli.model_dir.clone(), cli.backend);
     match cli.command.clone() {
-        None | Some(Command::Serve) => serve(Arc::new(AppState::new(build()?)?), &cli).await,
+        None | Some(Command::Serve) => {
+            let state = AppState::new(build()?, cli.web_config_file.clone())?;
+            serve(Arc::new(state), &cli).await
+        }
         Some(Command::Train { families }) => commands::train::run(&*build()?, families).await,
         Some(Command::Forecast { selector, at }) => {
             commands::forecast::run(&*build()?, &selector, at.as_deref()).await
@@ -266,24 +275,19 @@ async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
     state.ctx.registry.spawn_scheduler();
     spawn_readiness(Arc::clone(&state));
 
-    let tls = config
-        .web
-        .tls_server_config
-        .as_ref()
-        .map(tls::acceptor)
-        .transpose()?;
+    state.web.spawn_reloads(Arc::clone(&state.ctx.metrics));
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("listening on {}", cli.listen_address))?;
     tracing::info!(
         address = %cli.listen_address,
-        tls = tls.is_some(),
-        auth = state.auth.enabled(),
+        tls = state.web.current().tls.is_some(),
+        auth = state.web.current().auth.enabled(),
         backend = %cli.backend,
         model_dir = %app::model_dir(&config, &cli.model_dir).display(),
         "promcast listening"
     );
-    server::serve(listener, state, tls, shutdown_signal()).await;
+    server::serve(listener, state, shutdown_signal()).await;
     Ok(())
 }
 

@@ -65,6 +65,7 @@ pub struct Metrics {
     upstream_errors: Family<KindLabel, Counter>,
     models: Family<StateLabel, Gauge>,
     training_runs: Family<ResultLabel, Counter>,
+    web_config_reloads: Family<ResultLabel, Counter>,
     training_duration: Histogram,
     /// Forecast windows served from the cache.
     pub cache_hits: Counter,
@@ -128,6 +129,12 @@ impl Metrics {
             "Finished training runs by result",
             training_runs.clone(),
         );
+        let web_config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "web_config_reloads",
+            "Reloads of the web configuration (TLS, users, headers) by result; a failed one keeps the previous",
+            web_config_reloads.clone(),
+        );
         let training_duration = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
             "training_duration_seconds",
@@ -185,6 +192,7 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             let _ = training_runs.get_or_create(&ResultLabel { result });
+            let _ = web_config_reloads.get_or_create(&ResultLabel { result });
         }
         Self {
             registry,
@@ -198,11 +206,20 @@ impl Metrics {
             upstream_errors,
             models,
             training_runs,
+            web_config_reloads,
             training_duration,
             cache_hits,
             cache_misses,
             series_served,
         }
+    }
+
+    /// Records a reload of the web configuration.
+    pub fn web_config_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.web_config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Records one answered HTTP request.

@@ -9,26 +9,27 @@ use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion, version};
 
-use crate::config::TlsServerConfig;
+use crate::config::{ClientAuthType, TlsServerConfig, TlsVersion};
 
 /// Why TLS could not be set up; each names the file or field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("web.tls_server_config.{field} ({path}): {reason}")]
+    #[error("tls_server_config.{field} ({path}): {reason}")]
     File {
         field: &'static str,
         path: String,
         reason: String,
     },
-    #[error("web.tls_server_config: {0}")]
+    #[error("tls_server_config: {0}")]
     Rustls(#[from] tokio_rustls::rustls::Error),
-    #[error("web.tls_server_config.client_ca_file: {0}")]
+    #[error("tls_server_config client authentication: {0}")]
     ClientVerifier(String),
 }
 
-/// A TLS acceptor for the configured certificate, key and optional client CA.
+/// A TLS acceptor for the configured certificate, key, client
+/// authentication and protocol versions.
 pub fn acceptor(config: &TlsServerConfig) -> Result<TlsAcceptor, TlsError> {
     // Named explicitly: a second provider compiled in by a dependency would
     // otherwise make rustls refuse to pick one at run time.
@@ -39,20 +40,41 @@ pub fn acceptor(config: &TlsServerConfig) -> Result<TlsAcceptor, TlsError> {
         path: config.key_file.display().to_string(),
         reason: e.to_string(),
     })?;
+    let min = config.min_version.unwrap_or(TlsVersion::TLS12);
+    let max = config.max_version.unwrap_or(TlsVersion::TLS13);
+    let versions: Vec<&'static SupportedProtocolVersion> = [
+        (TlsVersion::TLS12, &version::TLS12),
+        (TlsVersion::TLS13, &version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (min..=max).contains(v))
+    .map(|(_, supported)| supported)
+    .collect();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?;
-    let builder = match &config.client_ca_file {
-        Some(ca) => {
+        .with_protocol_versions(&versions)?;
+    let client_auth = config
+        .client_auth()
+        .map_err(|(_, reason)| TlsError::ClientVerifier(reason.to_owned()))?;
+    let builder = match (&config.client_ca_file, client_auth) {
+        (
+            Some(ca),
+            ClientAuthType::VerifyClientCertIfGiven | ClientAuthType::RequireAndVerifyClientCert,
+        ) => {
             let mut roots = RootCertStore::empty();
             for cert in certificates(ca, "client_ca_file")? {
                 roots.add(cert)?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if client_auth == ClientAuthType::VerifyClientCertIfGiven {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
+        _ => builder.with_no_client_auth(),
     };
     let mut server = builder.with_single_cert(certs, key)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -26,7 +26,7 @@ fn server() -> &'static (tokio::runtime::Runtime, Arc<AppState>) {
         let models = std::env::temp_dir().join(format!("promcast-fuzz-{}", std::process::id()));
         let ctx = promcast::app::build(Config::default(), models, Backend::Flex).expect("the demo");
         ctx.registry.disable_on_demand_training();
-        let state = Arc::new(AppState::new(ctx).expect("the server state"));
+        let state = Arc::new(AppState::new(ctx, None).expect("the server state"));
         (runtime, state)
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod expr;
 pub mod families;
+pub mod web_file;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -173,7 +174,8 @@ pub struct WebConfig {
     pub basic_auth: Option<BasicAuth>,
 }
 
-/// Certificate and key for HTTPS.
+/// Certificate and key for HTTPS, with the fields of Prometheus's web
+/// configuration that rustls can honour.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
@@ -181,9 +183,64 @@ pub struct TlsServerConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
-    /// When set, clients must present a certificate signed by this PEM CA.
+    /// PEM CA that client certificates must be signed by.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate; with a `client_ca_file`
+    /// and no type, `RequireAndVerifyClientCert`.
+    #[serde(default)]
+    pub client_auth_type: Option<ClientAuthType>,
+    /// Oldest TLS version accepted (default `TLS12`).
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
+    /// Newest TLS version accepted (default `TLS13`).
+    #[serde(default)]
+    pub max_version: Option<TlsVersion>,
+}
+
+/// Go's `tls.ClientAuthType` names, as Prometheus's web configuration
+/// takes them: those that verify what is presented. (`RequestClientCert`
+/// and `RequireAnyClientCert` accept certificates nobody checked, which
+/// rustls does not offer.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ClientAuthType {
+    /// No client certificate is asked for.
+    NoClientCert,
+    /// A client certificate, if sent, must verify against the client CA.
+    VerifyClientCertIfGiven,
+    /// A client certificate that verifies against the client CA is required.
+    RequireAndVerifyClientCert,
+}
+
+/// A TLS protocol version, as Prometheus's web configuration names it
+/// (rustls implements 1.2 and 1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    TLS12,
+    /// TLS 1.3.
+    TLS13,
+}
+
+impl TlsServerConfig {
+    /// The client authentication in force, or why the combination cannot
+    /// be served (the field to change comes first).
+    pub fn client_auth(&self) -> Result<ClientAuthType, (&'static str, &'static str)> {
+        match (self.client_auth_type, self.client_ca_file.is_some()) {
+            (None, true) => Ok(ClientAuthType::RequireAndVerifyClientCert),
+            (None, false) => Ok(ClientAuthType::NoClientCert),
+            (Some(ClientAuthType::NoClientCert), true) => Err((
+                "client_auth_type",
+                "is NoClientCert, but a client_ca_file is set: choose VerifyClientCertIfGiven or RequireAndVerifyClientCert, or drop the CA",
+            )),
+            (Some(ClientAuthType::NoClientCert), false) => Ok(ClientAuthType::NoClientCert),
+            (Some(_), false) => Err((
+                "client_ca_file",
+                "is required to verify client certificates",
+            )),
+            (Some(t), true) => Ok(t),
+        }
+    }
 }
 
 /// A credential sent as `Authorization: <type> <credentials>`.
@@ -449,6 +506,9 @@ impl Config {
                 return Err((field.into(), "must be one word, e.g. Bearer".into()));
             }
         }
+        if let Some(tls) = &self.web.tls_server_config {
+            check_tls("web.tls_server_config", tls)?;
+        }
         let tls = &self.upstream.tls_config;
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err((
@@ -553,6 +613,21 @@ impl Config {
             .and_then(|s| s.step)
             .or(self.defaults.step)
     }
+}
+
+/// Checks what rustls needs of a TLS server configuration under `field`.
+fn check_tls(field: &str, tls: &TlsServerConfig) -> Result<(), (String, String)> {
+    tls.client_auth()
+        .map_err(|(name, reason)| (format!("{field}.{name}"), reason.to_owned()))?;
+    if let (Some(min), Some(max)) = (tls.min_version, tls.max_version)
+        && min > max
+    {
+        return Err((
+            format!("{field}.min_version"),
+            format!("{min:?} is newer than max_version {max:?}"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_horizons(field: &str, horizons: &[PromDuration]) -> Result<(), (String, String)> {

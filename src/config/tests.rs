@@ -110,6 +110,9 @@ fn field_paths() -> Vec<String> {
         cert_file: path.clone(),
         key_file: path.clone(),
         client_ca_file: Some(path.clone()),
+        client_auth_type: Some(ClientAuthType::RequireAndVerifyClientCert),
+        min_version: Some(TlsVersion::TLS12),
+        max_version: Some(TlsVersion::TLS13),
     });
     c.web.authorization = c.upstream.authorization.clone();
     c.web.basic_auth = c.upstream.basic_auth.clone();

@@ -1,5 +1,10 @@
 //! Authentication of promcast's endpoints: the credentials Prometheus sends
-//! with `remote_read.authorization` or `remote_read.basic_auth`.
+//! with `remote_read.authorization` or `remote_read.basic_auth` (secrets in
+//! promcast's configuration), and the users of a `--web.config.file` with
+//! bcrypt-hashed passwords.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -9,13 +14,23 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, WebConfig, read_secret};
 
+/// Verified user credentials remembered at most: bcrypt is slow by
+/// design (tens of milliseconds), and Prometheus sends the same ones with
+/// every read. The cache holds SHA-256 digests, never passwords.
+const VERIFIED_CACHE: usize = 1024;
+
 /// The accepted credentials; a request passes with any one of them. Only
-/// digests are kept, and compared whole, so neither memory dumps nor
-/// response timing reveal the secrets.
+/// digests or bcrypt hashes are kept, and digests are compared in
+/// constant time, so neither memory dumps nor response timing reveal the
+/// secrets.
 #[derive(Default)]
 pub struct Auth {
     authorization: Option<[u8; 32]>,
     basic: Option<[u8; 32]>,
+    /// `basic_auth_users`: user name → bcrypt hash of the password.
+    users: BTreeMap<String, String>,
+    /// Digests of `user:password` pairs bcrypt has verified.
+    verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 /// Why a request was refused.
@@ -30,8 +45,10 @@ pub enum AuthError {
 }
 
 impl Auth {
-    /// Reads the secrets named in `web`; open access when none is set.
-    pub fn from_config(web: &WebConfig) -> Result<Self, ConfigError> {
+    /// Reads the secrets named in `web`, and takes `users` (bcrypt
+    /// hashes, from a web configuration file); open access when none is
+    /// set.
+    pub fn new(web: &WebConfig, users: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let authorization = match &web.authorization {
             Some(a) => {
                 let credentials =
@@ -50,17 +67,25 @@ impl Auth {
         Ok(Self {
             authorization,
             basic,
+            users,
+            verified: Mutex::new(HashSet::new()),
         })
     }
 
     /// Whether any credential is required.
     pub fn enabled(&self) -> bool {
-        self.authorization.is_some() || self.basic.is_some()
+        self.authorization.is_some() || self.basic.is_some() || !self.users.is_empty()
+    }
+
+    /// Whether checking a request may run bcrypt: then it belongs on a
+    /// blocking thread.
+    pub fn is_slow(&self) -> bool {
+        !self.users.is_empty()
     }
 
     /// The `WWW-Authenticate` challenge for a refused request.
     pub fn challenge(&self) -> &'static str {
-        if self.basic.is_some() {
+        if self.basic.is_some() || !self.users.is_empty() {
             "Basic realm=\"promcast\""
         } else {
             "Bearer realm=\"promcast\""
@@ -76,20 +101,60 @@ impl Auth {
             .get(AUTHORIZATION)
             .ok_or(AuthError::Missing)?
             .as_bytes();
-        if self.authorization == Some(digest(value)) {
+        if self.authorization.is_some_and(|a| same(&a, &digest(value))) {
             return Ok(());
         }
-        if let Some(basic) = self.basic
-            && let Some((scheme, encoded)) = split_scheme(value)
-            && scheme.eq_ignore_ascii_case(b"basic")
-            && STANDARD
-                .decode(encoded)
-                .is_ok_and(|pair| digest(&pair) == basic)
+        let Some(pair) = split_scheme(value)
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"basic"))
+            .and_then(|(_, encoded)| STANDARD.decode(encoded).ok())
+        else {
+            return Err(AuthError::Invalid);
+        };
+        let pair_digest = digest(&pair);
+        if self.basic.is_some_and(|b| same(&b, &pair_digest))
+            || self.user_matches(&pair, pair_digest)
         {
             return Ok(());
         }
         Err(AuthError::Invalid)
     }
+
+    /// Whether `user:password` is one of `basic_auth_users`. An unknown
+    /// user costs a bcrypt run too, so that timing does not tell which
+    /// users exist.
+    fn user_matches(&self, pair: &[u8], pair_digest: [u8; 32]) -> bool {
+        if self.users.is_empty() {
+            return false;
+        }
+        if crate::lock::lock(&self.verified).contains(&pair_digest) {
+            return true;
+        }
+        let Some((user, password)) = std::str::from_utf8(pair)
+            .ok()
+            .and_then(|pair| pair.split_once(':'))
+        else {
+            return false;
+        };
+        let (hash, known) = match self.users.get(user) {
+            Some(hash) => (hash.as_str(), true),
+            None => (self.users.values().next().map_or("", String::as_str), false),
+        };
+        let verified = bcrypt::verify(password, hash).unwrap_or(false) && known;
+        if verified {
+            let mut cache = crate::lock::lock(&self.verified);
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(pair_digest);
+        }
+        verified
+    }
+}
+
+/// Compares two digests in time independent of where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -126,7 +191,7 @@ mod tests {
 
     #[test]
     fn open_without_configuration() {
-        let auth = Auth::from_config(&WebConfig::default()).unwrap();
+        let auth = Auth::new(&WebConfig::default(), BTreeMap::new()).unwrap();
         assert!(!auth.enabled());
         assert_eq!(auth.check(&headers(None)), Ok(()));
     }
@@ -146,7 +211,7 @@ mod tests {
                 password_file: password.path().into(),
             }),
         };
-        let auth = Auth::from_config(&web).unwrap();
+        let auth = Auth::new(&web, BTreeMap::new()).unwrap();
         assert_eq!(auth.check(&headers(None)), Err(AuthError::Missing));
         assert_eq!(auth.check(&headers(Some("Bearer s3cret-token"))), Ok(()));
         assert_eq!(
@@ -177,6 +242,35 @@ mod tests {
         assert_eq!(auth.challenge(), "Basic realm=\"promcast\"");
     }
 
+    /// Users of a web configuration file: bcrypt-verified once, then from
+    /// the cache; a wrong password, an unknown user and a bearer token
+    /// are refused.
+    #[test]
+    fn bcrypt_users_are_verified_and_remembered() {
+        let hash = bcrypt::hash("hunter2", 4).unwrap();
+        let users = BTreeMap::from([("alice".to_owned(), hash)]);
+        let auth = Auth::new(&WebConfig::default(), users).unwrap();
+        assert!(auth.enabled() && auth.is_slow());
+        assert_eq!(auth.challenge(), "Basic realm=\"promcast\"");
+        let basic = |pair: &str| format!("Basic {}", STANDARD.encode(pair));
+        assert_eq!(auth.check(&headers(None)), Err(AuthError::Missing));
+        for refused in ["alice:hunter3", "bob:hunter2", "alice", ":"] {
+            assert_eq!(
+                auth.check(&headers(Some(&basic(refused)))),
+                Err(AuthError::Invalid),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            auth.check(&headers(Some("Bearer hunter2"))),
+            Err(AuthError::Invalid)
+        );
+        assert!(crate::lock::lock(&auth.verified).is_empty());
+        assert_eq!(auth.check(&headers(Some(&basic("alice:hunter2")))), Ok(()));
+        assert_eq!(crate::lock::lock(&auth.verified).len(), 1);
+        assert_eq!(auth.check(&headers(Some(&basic("alice:hunter2")))), Ok(()));
+    }
+
     #[test]
     fn a_missing_or_empty_secret_file_names_the_field() {
         let empty = secret_file("\n");
@@ -187,7 +281,7 @@ mod tests {
             }),
             ..WebConfig::default()
         };
-        let err = Auth::from_config(&web).err().unwrap().to_string();
+        let err = Auth::new(&web, BTreeMap::new()).err().unwrap().to_string();
         assert!(err.contains("web.authorization.credentials_file"), "{err}");
         assert!(err.contains("empty"), "{err}");
         web.authorization = None;
@@ -195,7 +289,7 @@ mod tests {
             username: "u".into(),
             password_file: "/nonexistent/promcast-password".into(),
         });
-        let err = Auth::from_config(&web).err().unwrap().to_string();
+        let err = Auth::new(&web, BTreeMap::new()).err().unwrap().to_string();
         assert!(err.contains("web.basic_auth.password_file"), "{err}");
     }
 }

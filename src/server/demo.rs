@@ -66,7 +66,7 @@ mod tests {
         config.upstream.url = upstream.map(|u| u.parse().expect("URL"));
         let dir = tempfile::tempdir().expect("temporary directory");
         let ctx = crate::app::build(config, dir.path().to_owned(), Backend::Flex).expect("build");
-        let state = AppState::new(ctx).expect("state");
+        let state = AppState::new(ctx, None).expect("state");
         let response = metrics(&state).await;
         let status = response.status();
         let body = response.into_body().collect().await.expect("body");

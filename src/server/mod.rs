@@ -14,6 +14,7 @@ mod federate;
 mod refusals;
 pub mod remote_read;
 mod status;
+pub mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,7 +31,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limit;
 use crate::forecast::select::{Context, QueryError};
@@ -53,8 +53,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Reads being answered or waiting for their turn.
     reads_in_flight: AtomicUsize,
-    /// Who may call the endpoints.
-    pub auth: auth::Auth,
+    /// TLS, who may call the endpoints, and response headers.
+    pub web: Arc<web::Web>,
     /// Log lines of refused requests, rate-limited.
     refusals: refusals::Refusals,
     /// Turns to answer a read (`limits.max_concurrent_reads`).
@@ -62,11 +62,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The HTTP layer over `ctx`, with the authentication its
-    /// configuration asks for; not ready until the upstream answers.
-    pub fn new(ctx: Arc<Context>) -> anyhow::Result<Self> {
+    /// The HTTP layer over `ctx`, protected as its `web:` settings and the
+    /// web configuration file `web_config_file` say; not ready until the
+    /// upstream answers.
+    pub fn new(
+        ctx: Arc<Context>,
+        web_config_file: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            auth: auth::Auth::from_config(&ctx.config.web)?,
+            web: Arc::new(web::Web::load(ctx.config.web.clone(), web_config_file)?),
             reads: tokio::sync::Semaphore::new(ctx.config.limits.max_concurrent_reads),
             ctx,
             ready: AtomicBool::new(false),
@@ -230,14 +234,43 @@ fn needs_auth(path: &str) -> bool {
 }
 
 async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
+    let protection = state.web.current();
+    let mut response = answer(&state, &protection, req).await;
+    for (name, value) in &protection.headers {
+        response.headers_mut().insert(name, value.clone());
+    }
+    response
+}
+
+/// Whether a request's credentials are accepted: checked on a blocking
+/// thread where that may take a bcrypt run.
+async fn authenticated(
+    protection: &Arc<web::Protection>,
+    headers: &hyper::HeaderMap,
+) -> Result<(), auth::AuthError> {
+    if !protection.auth.is_slow() {
+        return protection.auth.check(headers);
+    }
+    let protection = Arc::clone(protection);
+    let headers = headers.clone();
+    tokio::task::spawn_blocking(move || protection.auth.check(&headers))
+        .await
+        .unwrap_or(Err(auth::AuthError::Invalid))
+}
+
+async fn answer(
+    state: &Arc<AppState>,
+    protection: &Arc<web::Protection>,
+    req: Request<Incoming>,
+) -> HttpResponse {
     let started = Instant::now();
     if needs_auth(req.uri().path())
-        && let Err(e) = state.auth.check(req.headers())
+        && let Err(e) = authenticated(protection, req.headers()).await
     {
         let mut response = text(StatusCode::UNAUTHORIZED, format!("{e}\n"));
         response.headers_mut().insert(
             WWW_AUTHENTICATE,
-            HeaderValue::from_static(state.auth.challenge()),
+            HeaderValue::from_static(protection.auth.challenge()),
         );
         state
             .ctx
@@ -248,18 +281,18 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> HttpResponse {
     let (path, response): (&'static str, HttpResponse) = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/v1/read") => (
             "/api/v1/read",
-            in_turn(&state, remote_read::handle(&state, req)).await,
+            in_turn(state, remote_read::handle(state, req)).await,
         ),
         (&Method::GET, "/federate") => (
             "/federate",
-            in_turn(&state, federate::handle(&state, &req)).await,
+            in_turn(state, federate::handle(state, &req)).await,
         ),
         (&Method::GET | &Method::HEAD, "/-/healthy") => ("/-/healthy", admin::healthy()),
-        (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(&state)),
-        (&Method::GET, "/metrics") => ("/metrics", admin::metrics(&state)),
-        (&Method::GET, "/api/v1/models") => ("/api/v1/models", admin::models(&state)),
-        (&Method::GET, "/demo/metrics") => ("/demo/metrics", demo::metrics(&state).await),
-        (&Method::GET, "/") => ("/", status::page(&state).await),
+        (&Method::GET | &Method::HEAD, "/-/ready") => ("/-/ready", admin::ready(state)),
+        (&Method::GET, "/metrics") => ("/metrics", admin::metrics(state)),
+        (&Method::GET, "/api/v1/models") => ("/api/v1/models", admin::models(state)),
+        (&Method::GET, "/demo/metrics") => ("/demo/metrics", demo::metrics(state).await),
+        (&Method::GET, "/") => ("/", status::page(state).await),
         (
             _,
             "/api/v1/read" | "/federate" | "/-/healthy" | "/-/ready" | "/metrics"
@@ -304,7 +337,7 @@ async fn contained(
     }
 }
 
-/// Serves HTTP, or HTTPS with `tls`, on `listener` until `shutdown`
+/// Serves HTTP, or HTTPS as the web configuration says, on `listener` until `shutdown`
 /// completes; then drains: `/-/ready` turns 503 (so that orchestrators
 /// route elsewhere) and new reads are refused while connections are still
 /// accepted, until the reads in flight are answered or
@@ -313,7 +346,6 @@ async fn contained(
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
-    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -321,7 +353,7 @@ pub async fn serve(
     // Accepting waits for a free slot, as Prometheus's listener does: what
     // is beyond the cap waits in the kernel's queue, costing nothing here.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let accept = || accept_forever(&listener, &state, tls.as_ref(), &graceful, &slots);
+    let accept = || accept_forever(&listener, &state, &graceful, &slots);
     tokio::select! {
         () = accept() => {}
         () = shutdown => {}
@@ -357,7 +389,6 @@ pub async fn serve(
 async fn accept_forever(
     listener: &TcpListener,
     state: &Arc<AppState>,
-    tls: Option<&TlsAcceptor>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
     slots: &Arc<tokio::sync::Semaphore>,
 ) {
@@ -373,6 +404,9 @@ async fn accept_forever(
                 continue;
             }
         };
+        // The TLS in force when the connection came: a reload applies to
+        // connections after it.
+        let tls = state.web.current().tls.clone();
         let state = Arc::clone(state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
@@ -382,7 +416,6 @@ async fn accept_forever(
             }
         });
         let watcher = graceful.watcher();
-        let tls = tls.cloned();
         tokio::spawn(async move {
             let _slot = slot;
             // The header timeout also runs while a connection waits for its

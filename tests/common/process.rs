@@ -104,6 +104,19 @@ pub fn spawn_promcast(
     config_text: &str,
     log: &Path,
 ) -> ChildGuard {
+    spawn_promcast_with(dir, port, upstream_url, config_text, log, &[])
+}
+
+/// [`spawn_promcast`] with more command-line arguments.
+#[allow(dead_code)] // only the security suite passes any
+pub fn spawn_promcast_with(
+    dir: &Path,
+    port: u16,
+    upstream_url: Option<&str>,
+    config_text: &str,
+    log: &Path,
+    args: &[String],
+) -> ChildGuard {
     let config = dir.join("promcast.yml");
     fs::write(&config, config_text).expect("write promcast config");
     let models = dir.join("models");
@@ -116,6 +129,7 @@ pub fn spawn_promcast(
     if let Some(url) = upstream_url {
         cmd.arg(format!("--upstream.url={url}"));
     }
+    cmd.args(args);
     ChildGuard::spawn("promcast", cmd, log)
 }
 

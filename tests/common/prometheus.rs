@@ -13,7 +13,6 @@ use serde_json::Value;
 use super::harness::Harness;
 use super::http::get_status;
 use super::process::{ChildGuard, log_section};
-use super::secrets::{BASIC_PASSWORD_BCRYPT, BASIC_USER};
 
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
@@ -58,13 +57,7 @@ impl Harness {
             .arg("--storage.tsdb.retention.time=30d");
         if let Some(s) = &self.secrets {
             let web = self.dir.join("prometheus-web.yml");
-            let text = format!(
-                "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n\
-                 basic_auth_users:\n  {BASIC_USER}: {BASIC_PASSWORD_BCRYPT}\n",
-                cert = s.cert.display(),
-                key = s.key.display()
-            );
-            fs::write(&web, text).expect("write Prometheus web config");
+            fs::write(&web, s.prometheus_web_config()).expect("write Prometheus web config");
             cmd.arg(format!("--web.config.file={}", web.display()));
         }
         self.prometheus = Some(ChildGuard::spawn(
