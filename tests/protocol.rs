@@ -721,7 +721,6 @@ async fn huge_upstream_answers_are_cut_at_their_caps() {
 /// here lists 1,000 series and counts the remote reads it is sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_series_are_refused_before_their_history_is_read() {
-    use std::io::Read as _;
     let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
     let upstream_port = upstream.local_addr().expect("upstream address").port();
     let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -734,21 +733,15 @@ async fn too_many_series_are_refused_before_their_history_is_read() {
         // Reads (the readiness probe's) get an empty answer.
         let empty = snappy(&prompb::ReadResponse::default().encode_to_vec());
         for mut stream in upstream.incoming().take(16).flatten() {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut head = [0u8; 64];
-            let n = stream.read(&mut head).unwrap_or(0);
-            let (content_type, body) = if head[..n].starts_with(b"POST /api/v1/series") {
-                ("application/json", series.as_bytes())
+            let Some((head, _)) = read_http_request(&mut stream) else {
+                continue;
+            };
+            if head.starts_with("post /api/v1/series") {
+                send_whole(&mut stream, "200 OK", "application/json", series.as_bytes());
             } else {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                ("application/x-protobuf", empty.as_slice())
-            };
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(answer.as_bytes());
-            let _ = stream.write_all(body);
+                send_whole(&mut stream, "200 OK", "application/x-protobuf", &empty);
+            }
         }
     });
     let config = format!("{PROMCAST_CONFIG}limits:\n  max_series_per_answer: 100\n");
@@ -781,6 +774,216 @@ async fn too_many_series_are_refused_before_their_history_is_read() {
     );
 }
 
+/// Everything hostile at once against one promcast, with its default
+/// limits: 200 remote-read clients, 50 slowloris connections, an upstream
+/// answer that streams without end (up to 2 GiB), a query for 100,000
+/// series over 31 days, and mutated requests, while `/-/healthy` is
+/// probed every 200 ms. Every probe answers within a second, no answer is
+/// a 5xx other than the documented 502 (upstream) and 503 (queue,
+/// deadline), promcast lives on, and its peak resident memory stays under
+/// 1 GiB. The figures go to BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_load_keeps_promcast_bounded_and_healthy() {
+    const CLIENTS: usize = 200;
+    const LOAD: Duration = Duration::from_secs(10);
+    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let upstream_port = upstream.local_addr().expect("upstream address").port();
+    std::thread::spawn(move || {
+        let huge: std::sync::Arc<Vec<u8>> = std::sync::Arc::new({
+            let listed: Vec<String> = (0..100_000)
+                .map(|i| format!(r#"{{"__name__":"e2e_huge","instance":"host-{i}"}}"#))
+                .collect();
+            format!(r#"{{"status":"success","data":[{}]}}"#, listed.join(",")).into_bytes()
+        });
+        for mut stream in upstream.incoming().take(20_000).flatten() {
+            let huge = std::sync::Arc::clone(&huge);
+            std::thread::spawn(move || {
+                let Some((head, body)) = read_http_request(&mut stream) else {
+                    return;
+                };
+                let json = "application/json";
+                if head.starts_with("post /api/v1/series") {
+                    let form = String::from_utf8_lossy(&body).into_owned();
+                    if form.contains("e2e_huge") {
+                        send_whole(&mut stream, "200 OK", json, &huge);
+                    } else {
+                        let name = if form.contains("e2e_endless") {
+                            "e2e_endless"
+                        } else {
+                            METRIC
+                        };
+                        let one = format!(
+                            r#"{{"status":"success","data":[{{"__name__":"{name}","instance":"x"}}]}}"#
+                        );
+                        send_whole(&mut stream, "200 OK", json, one.as_bytes());
+                    }
+                } else if String::from_utf8_lossy(
+                    &snap::raw::Decoder::new()
+                        .decompress_vec(&body)
+                        .unwrap_or_default(),
+                )
+                .contains("e2e_endless")
+                {
+                    send_endless_frames(&mut stream, "e2e_endless");
+                } else {
+                    let answer = snappy(&faulty_answer(&body).encode_to_vec());
+                    send_whole(&mut stream, "200 OK", "application/x-protobuf", &answer);
+                }
+            });
+        }
+    });
+    let config = "defaults:\n  horizons: [15m, 1h, 6h]\nmodel:\n  max_epochs: 2\n  max_training_time: 30s\nlimits:\n  request_timeout: 20s\n";
+    let Standalone {
+        _dir,
+        mut promcast,
+        client,
+        base,
+    } = Standalone::start(Some(upstream_port), config).await;
+    let address = base.trim_start_matches("http://").to_owned();
+    let end = now_ms();
+    let body = |name: &str, span_ms: i64, step_ms: i64| {
+        snappy(
+            &read_range(
+                &[matcher(MATCH_EQ, "__name__", name)],
+                end,
+                span_ms,
+                step_ms,
+            )
+            .encode_to_vec(),
+        )
+    };
+
+    // Probes every 200 ms until told to stop; the slowest answer.
+    let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probes = {
+        let (client, base, probing) = (
+            client.clone(),
+            base.clone(),
+            std::sync::Arc::clone(&probing),
+        );
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut count = 0;
+            while probing.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = Instant::now();
+                let status = get_status(&client, &format!("{base}/-/healthy")).await;
+                assert_eq!(status, Some(200), "a probe failed under load");
+                slowest = slowest.max(sent.elapsed());
+                count += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (count, slowest)
+        })
+    };
+    // 50 connections that send half a request head and stall.
+    let slowloris: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+            let _ = stream.write_all(b"POST /api/v1/read HTTP/1.1\r\nHost: promcast\r\n");
+            stream
+        })
+        .collect();
+    // The one-off hostile requests, beside the load.
+    let hostile = {
+        let (client, base) = (client.clone(), base.clone());
+        let huge = body("predicted_e2e_huge", 31 * 86_400_000, 3_600_000);
+        let endless = body("anomaly_score_e2e_endless", 3_600_000, 60_000);
+        let valid = body(PREDICTED, 3_600_000, 60_000);
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for request in [huge, endless] {
+                let (status, answer) = post_read(&client, &base, request).await.expect("answered");
+                statuses.push((
+                    status,
+                    String::from_utf8_lossy(&answer)
+                        .chars()
+                        .take(200)
+                        .collect::<String>(),
+                ));
+            }
+            let mut rng = StdRng::seed_from_u64(16);
+            for _ in 0..200 {
+                let mut mutated = valid.clone();
+                for _ in 0..rng.random_range(1..8) {
+                    let i = rng.random_range(0..mutated.len());
+                    mutated[i] = rng.random();
+                }
+                let (status, answer) = post_read(&client, &base, mutated).await.expect("answered");
+                statuses.push((
+                    status,
+                    String::from_utf8_lossy(&answer).chars().take(200).collect(),
+                ));
+            }
+            statuses
+        })
+    };
+    let bodies = vec![
+        body(PREDICTED, 300_000, 0),
+        body(PREDICTED, 3_600_000, 60_000),
+        body("up", 300_000, 0),
+    ];
+    let report = drive_load(&client, &base, bodies, CLIENTS, 1_000, LOAD).await;
+    let statuses = hostile.await.expect("hostile requests");
+    probing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (probe_count, slowest_probe) = probes.await.expect("probes");
+    drop(slowloris);
+
+    let vm = |field: &str| {
+        std::fs::read_to_string(format!("/proc/{}/status", promcast.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let peak = vm("VmHWM:");
+    println!("stress: {}", report.summary());
+    println!("stress: {probe_count} probes, slowest {slowest_probe:.1?}; peak RSS {peak}");
+    for (status, reason) in statuses.iter().take(2) {
+        println!("stress: hostile query: HTTP {status}: {reason}");
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for (status, _) in &statuses {
+        *by_status.entry(status).or_insert(0) += 1;
+    }
+    println!("stress: mutated and hostile requests by status: {by_status:?}");
+
+    assert_eq!(
+        promcast.exited(),
+        None,
+        "promcast survived{}",
+        log_section(&promcast)
+    );
+    assert!(
+        slowest_probe < Duration::from_secs(1),
+        "a probe took {slowest_probe:?}"
+    );
+    assert!(
+        statuses[0].0 == 400 && statuses[0].1.contains("limits.max_series_per_answer"),
+        "100,000 series: {:?}",
+        statuses[0]
+    );
+    assert!(
+        statuses[1].0 == 502 && statuses[1].1.contains("upstream.max_answer"),
+        "the endless stream: {:?}",
+        statuses[1]
+    );
+    // The load's requests are valid: an answer is a 200 or a documented
+    // 502/503; the hostile ones may also be refused with a 4xx.
+    let documented = |status: u16| status < 500 || status == 502 || status == 503;
+    let undocumented: Vec<&String> = report
+        .errors
+        .iter()
+        .filter(|e| !(e.starts_with("HTTP 502") || e.starts_with("HTTP 503")))
+        .collect();
+    assert!(undocumented.is_empty(), "load: {undocumented:?}");
+    assert!(statuses.iter().all(|(s, _)| documented(*s)), "{statuses:?}");
+    let peak_kib: u64 = peak.trim_end_matches("kB").trim().parse().expect("VmHWM");
+    assert!(peak_kib < 1 << 20, "peak RSS {peak}");
+}
+
 /// What the faulty upstream answers.
 const FAULT_NONE: u8 = 0;
 const FAULT_500: u8 = 1;
@@ -795,18 +998,55 @@ const FAULT_HUGE_ERROR: u8 = 5;
 const HUGE_BYTES: usize = 2 << 30;
 
 /// Answers one HTTP request on `stream` as the faulty upstream: an error,
-/// garbage, or a real remote-read answer with one series of the test
-/// metric sampled every minute over the requested range.
+/// garbage, a huge answer, or a real remote-read answer with one series of
+/// the test metric sampled every minute over the requested range.
 fn serve_faulty(mut stream: std::net::TcpStream, mode: u8) {
+    let Some((_, body)) = read_http_request(&mut stream) else {
+        return;
+    };
+    let protobuf = "application/x-protobuf";
+    match mode {
+        FAULT_HUGE_BODY => {
+            send_repeated(
+                &mut stream,
+                "200 OK",
+                protobuf,
+                Some(HUGE_BYTES),
+                &[0; 1 << 16],
+            );
+        }
+        FAULT_HUGE_ERROR => send_repeated(
+            &mut stream,
+            "500 Internal Server Error",
+            "text/plain",
+            Some(HUGE_BYTES),
+            &[b'x'; 1 << 16],
+        ),
+        FAULT_ENDLESS_FRAMES => send_endless_frames(&mut stream, METRIC),
+        FAULT_500 => send_whole(&mut stream, "500 Internal Server Error", protobuf, b"boom"),
+        FAULT_GARBAGE => send_whole(
+            &mut stream,
+            "200 OK",
+            protobuf,
+            b"<html>not a remote-read answer</html>",
+        ),
+        _ => send_whole(
+            &mut stream,
+            "200 OK",
+            protobuf,
+            &snappy(&faulty_answer(&body).encode_to_vec()),
+        ),
+    }
+}
+
+/// Reads one HTTP request: its head (lower case) and body.
+fn read_http_request(stream: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
     use std::io::Read;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut request = Vec::new();
     let mut buf = [0u8; 8192];
     let body_start = loop {
-        let Ok(n) = stream.read(&mut buf) else { return };
-        if n == 0 {
-            return;
-        }
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
         request.extend_from_slice(&buf[..n]);
         if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -819,77 +1059,62 @@ fn serve_faulty(mut stream: std::net::TcpStream, mode: u8) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     while request.len() < body_start + length {
-        let Ok(n) = stream.read(&mut buf) else { return };
-        if n == 0 {
-            return;
-        }
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
         request.extend_from_slice(&buf[..n]);
     }
-    let mut huge = |status: &str, content_type: &str, length: Option<usize>, piece: &[u8]| {
-        let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n"
-        );
-        let _ = stream.write_all(head.as_bytes());
-        let mut sent = 0;
-        while sent < HUGE_BYTES && stream.write_all(piece).is_ok() {
-            sent += piece.len();
-        }
-    };
-    match mode {
-        FAULT_HUGE_BODY => {
-            return huge(
-                "200 OK",
-                "application/x-protobuf",
-                Some(HUGE_BYTES),
-                &[0; 1 << 16],
-            );
-        }
-        FAULT_HUGE_ERROR => {
-            return huge(
-                "500 Internal Server Error",
-                "text/plain",
-                Some(HUGE_BYTES),
-                &[b'x'; 1 << 16],
-            );
-        }
-        FAULT_ENDLESS_FRAMES => {
-            let samples: Vec<(i64, f64)> = (0..1000)
-                .map(|i| (now_ms() - i * 1000, 1.0))
-                .rev()
-                .collect();
-            let message = prompb::ChunkedReadResponse {
-                chunked_series: vec![prompb::ChunkedSeries {
-                    labels: vec![prompb::Label {
-                        name: "__name__".into(),
-                        value: METRIC.into(),
-                    }],
-                    chunks: promcast::remote::xor::chunk_series(&samples),
-                }],
-                query_index: 0,
-            };
-            let mut frame = Vec::new();
-            promcast::remote::frame::write_frame(&mut frame, &message);
-            let content_type =
-                "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
-            return huge("200 OK", content_type, None, &frame);
-        }
-        _ => {}
-    }
-    let (status, body) = match mode {
-        FAULT_500 => ("500 Internal Server Error", b"boom".to_vec()),
-        FAULT_GARBAGE => ("200 OK", b"<html>not a remote-read answer</html>".to_vec()),
-        _ => (
-            "200 OK",
-            snappy(&faulty_answer(&request[body_start..]).encode_to_vec()),
-        ),
-    };
+    Some((head, request.split_off(body_start)))
+}
+
+/// Sends a whole answer and closes.
+fn send_whole(stream: &mut std::net::TcpStream, status: &str, content_type: &str, body: &[u8]) {
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body);
+    let _ = stream.write_all(body);
+}
+
+/// Sends `piece` again and again, up to [`HUGE_BYTES`] or until the reader
+/// hangs up, declaring `length` if given.
+fn send_repeated(
+    stream: &mut std::net::TcpStream,
+    status: &str,
+    content_type: &str,
+    length: Option<usize>,
+    piece: &[u8],
+) {
+    let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n"
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let mut sent = 0;
+    while sent < HUGE_BYTES && stream.write_all(piece).is_ok() {
+        sent += piece.len();
+    }
+}
+
+/// A streamed remote-read answer of metric `name` whose frames do not end.
+fn send_endless_frames(stream: &mut std::net::TcpStream, name: &str) {
+    let samples: Vec<(i64, f64)> = (0..1000)
+        .map(|i| (now_ms() - i * 1000, 1.0))
+        .rev()
+        .collect();
+    let message = prompb::ChunkedReadResponse {
+        chunked_series: vec![prompb::ChunkedSeries {
+            labels: vec![prompb::Label {
+                name: "__name__".into(),
+                value: name.into(),
+            }],
+            chunks: promcast::remote::xor::chunk_series(&samples),
+        }],
+        query_index: 0,
+    };
+    let mut frame = Vec::new();
+    promcast::remote::frame::write_frame(&mut frame, &message);
+    let content_type = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+    send_repeated(stream, "200 OK", content_type, None, &frame);
 }
 
 /// The healthy upstream's answer to a remote-read request body.
