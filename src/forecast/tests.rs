@@ -75,6 +75,23 @@ fn model(window: usize, hidden: usize, layers: usize) -> Predictor {
     }))
 }
 
+/// A series that stopped reporting is forecast from its last sample while
+/// that sample is fresh (within the staleness), and not at all once it is
+/// stale: no forecast pretends that hour-old history is current.
+#[test]
+fn a_stopped_series_gets_no_forecast_from_stale_history() {
+    let stop = 2 * 86_400_000;
+    let source = cycle(stop);
+    let (fresh, stale) = (stop + 60_000, stop + 30 * 60_000);
+    let out = run(&source, &[fresh, stale]);
+    let predicted = out
+        .iter()
+        .find(|s| s.labels.get(METRIC_NAME).map(String::as_str) == Some("predicted_cpu"))
+        .expect("a forecast series");
+    let at: Vec<i64> = predicted.samples.iter().map(|(t, _)| *t).collect();
+    assert_eq!(at, [fresh]);
+}
+
 /// A cancelled evaluation (its request's deadline passed) stops before
 /// the model runs: nothing computed, nothing answered; the same
 /// evaluation uncancelled computes and answers.

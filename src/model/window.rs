@@ -345,20 +345,17 @@ impl Grid {
         Some(Pass { start, features })
     }
 
-    /// The window ending at grid index `end`, or `None` when the window has
-    /// no sample at all (the series was absent) or `end` is too early.
+    /// The window ending at grid index `end`, or `None` when `end` holds no
+    /// sample or is too early. A grid point holds a sample at most the
+    /// staleness old, so a series that stopped reporting gets no forecast
+    /// from history gone stale: its forecasts end with it, as Prometheus
+    /// stops showing the series itself.
     pub fn window(&self, end: usize, shape: &Shape) -> Option<Window> {
-        if end >= self.values.len() {
+        let last = *self.values.get(end)?;
+        if !last.is_finite() {
             return None;
         }
         let start = self.pass_start(end, shape)?;
-        // Latest value at or before the window end, searched back only as far
-        // as the window reaches.
-        let last = self.values[start..=end]
-            .iter()
-            .rev()
-            .copied()
-            .find(|v| v.is_finite())?;
         let (_, scale) = self.normalisation(start, shape)?;
         let day = (DAY_MS / self.step_ms) as usize;
         let value = |j: usize| self.values.get(j).copied().filter(|v| v.is_finite());
@@ -470,22 +467,25 @@ mod tests {
         assert!(t[1].is_nan());
     }
 
+    /// A gap inside a window repeats the value before it; a window must end
+    /// on a sample (a point without one is stale: no forecast from it).
     #[test]
-    fn windows_carry_values_over_gaps_and_need_data() {
+    fn windows_carry_values_over_gaps_and_end_on_a_sample() {
         let nan = f64::NAN;
-        let g = Grid::from_values(0, 60_000, vec![1.0, 2.0, nan, nan, 4.0, nan, nan, nan]);
+        let g = Grid::from_values(0, 60_000, vec![1.0, 2.0, nan, 4.0, nan, nan, nan, nan]);
         let shape = Shape {
             norm_points: 8,
             ..SHAPE
         };
         let w = g.window(3, &shape).unwrap();
-        assert_eq!(w.last, 2.0);
+        assert_eq!((w.start, w.last), (1, 4.0));
         let pass = g.pass(w.start, w.points(), &shape).unwrap();
         let z: Vec<f32> = pass.features.chunks(FEATURES).map(|f| f[0]).collect();
-        assert_eq!(z[1], z[2], "a gap repeats the previous value");
+        assert_eq!(z[0], z[1], "a gap repeats the previous value");
         assert!(g.window(1, &shape).is_none(), "window longer than history");
-        assert!(g.window(7, &shape).is_none(), "no sample inside the window");
-        assert_eq!(g.window(5, &shape).unwrap().last, 4.0);
+        for stale in [2, 4, 7] {
+            assert!(g.window(stale, &shape).is_none(), "no sample at {stale}");
+        }
     }
 
     /// Windows of 4 points at most, passes every 2: the forecasts at two
