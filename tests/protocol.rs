@@ -781,7 +781,9 @@ async fn too_many_series_are_refused_before_their_history_is_read() {
 /// probed every 200 ms. Every probe answers within a second, no answer is
 /// a 5xx other than the documented 502 (upstream) and 503 (queue,
 /// deadline), promcast lives on, and its peak resident memory stays under
-/// 1 GiB. The figures go to BENCHMARKS.md.
+/// 1 GiB. The endless stream ends at `upstream.max_answer_samples`, or at
+/// the request deadline when the machine is busy (as beside the other
+/// tests). The figures go to BENCHMARKS.md.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_load_keeps_promcast_bounded_and_healthy() {
     const CLIENTS: usize = 200;
@@ -966,8 +968,9 @@ async fn hostile_load_keeps_promcast_bounded_and_healthy() {
         statuses[0]
     );
     assert!(
-        statuses[1].0 == 502 && statuses[1].1.contains("upstream.max_answer"),
-        "the endless stream: {:?}",
+        (statuses[1].0 == 502 && statuses[1].1.contains("upstream.max_answer"))
+            || (statuses[1].0 == 503 && statuses[1].1.contains("limits.request_timeout")),
+        "the endless stream ends at a cap or at the deadline: {:?}",
         statuses[1]
     );
     // The load's requests are valid: an answer is a 200 or a documented

@@ -98,13 +98,66 @@ pub fn meta_path(dir: &Path, family: &str) -> PathBuf {
     dir.join(format!("{family}.json"))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+/// Writes `bytes` to `path` atomically: a temporary file of a name no
+/// other writer uses, fsync, rename, and an fsync of the directory, so
+/// that the rename itself survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let unique = format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let tmp = path.with_file_name(unique);
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::Io {
+            path: path.to_owned(),
+            error,
+        });
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Holds a family's lock file (`<family>.lock`), exclusively to change its
+/// model, shared to read it: a server and `promcast train` on one
+/// directory take turns, and a reader never sees weights a writer is
+/// about to delete.
+struct FamilyLock(fs::File);
+
+impl FamilyLock {
+    fn take(dir: &Path, family: &str, exclusive: bool) -> Result<Self, StoreError> {
+        let path = dir.join(format!("{family}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(io(&path))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for FamilyLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -116,9 +169,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Saves `net` with `meta` (whose `weights` and `sha256` are filled in
 /// here), replacing the family's previous model only once both files are
-/// complete.
+/// complete. The version saved is above every version saved before, even
+/// when another process saved one since `meta` was made.
 pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta, StoreError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
+    let _lock = FamilyLock::take(dir, &meta.family, true)?;
+    let previous = load_meta(dir, &meta.family).ok();
+    if let Some(previous) = &previous {
+        meta.version = meta.version.max(previous.version + 1);
+    }
     let weights_file = weights_name(&meta.family, meta.version);
     let weights_path = dir.join(&weights_file);
     let bytes = net.to_bytes().map_err(|reason| StoreError::Weights {
@@ -126,7 +185,6 @@ pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta,
         reason,
     })?;
     write_atomic(&weights_path, &bytes)?;
-    let previous = load_meta(dir, &meta.family).ok();
     meta.format = FORMAT;
     meta.weights = weights_file;
     meta.sha256 = sha256_hex(&bytes);
@@ -296,6 +354,7 @@ fn weights_name(family: &str, version: u64) -> String {
 
 /// Loads a family's model onto `device`, verifying the weights' checksum.
 pub fn load(dir: &Path, family: &str, device: &Device) -> Result<StoredModel, StoreError> {
+    let _lock = FamilyLock::take(dir, family, false)?;
     let meta = load_meta(dir, family)?;
     let path = dir.join(&meta.weights);
     let bytes = fs::read(&path).map_err(io(&path))?;
@@ -330,6 +389,10 @@ pub fn list(dir: &Path) -> Vec<String> {
 /// when nothing was saved. The metadata goes first: a removal cut short
 /// leaves no model that would load.
 pub fn remove(dir: &Path, family: &str) -> Result<Vec<String>, StoreError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let _lock = FamilyLock::take(dir, family, true)?;
     let mut names = match files_of(dir, family) {
         Ok(names) => names,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -377,6 +440,7 @@ fn is_file_of(file: &str, family: &str) -> bool {
 /// goes, not only those its metadata names: that metadata may be the part
 /// that is broken.
 pub fn quarantine(dir: &Path, family: &str) {
+    let _lock = FamilyLock::take(dir, family, true);
     for name in files_of(dir, family).unwrap_or_default() {
         if !name.ends_with(".corrupt") {
             let path = dir.join(&name);
@@ -515,6 +579,45 @@ pub(crate) mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// Two writers of one family (a server and `promcast train`) and a
+    /// reader on one directory: every save gets a version of its own above
+    /// the ones before, no temporary file is left, and every load finds
+    /// whole, matching files.
+    #[test]
+    fn concurrent_savers_and_a_reader_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let (spec, net) = saved_net(dir.path(), 4, &device);
+        let saved = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        // Both start from version 2, as two trainers that
+                        // read version 1 would.
+                        let meta = save(dir.path(), &net, meta(spec, 2)).unwrap();
+                        saved.lock().unwrap().push(meta.version);
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..40 {
+                    load(dir.path(), "cpu", &device).unwrap();
+                }
+            });
+        });
+        let mut versions = saved.into_inner().unwrap();
+        versions.sort_unstable();
+        assert_eq!(versions, (2..22).collect::<Vec<u64>>());
+        assert_eq!(load(dir.path(), "cpu", &device).unwrap().meta.version, 21);
+        let left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp") || n.ends_with(".bpk"))
+            .collect();
+        assert_eq!(left, ["cpu.v21.bpk"], "only the current weights remain");
     }
 
     /// An older model is refused for its format, by name, though its
