@@ -106,7 +106,7 @@ enum Command {
     Serve,
     /// Train (or refresh) families now, from the upstream, and save the
     /// models to --model.dir, with progress and a summary table. A running
-    /// server loads them at its next start. Without FAMILY: every
+    /// server on the same directory loads them within 30 s. Without FAMILY: every
     /// configured family (the demo's, without an upstream).
     Train {
         /// Families to train.

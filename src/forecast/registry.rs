@@ -95,6 +95,9 @@ struct Entry {
     retry_at_ms: i64,
     /// The last finished epoch of the run under way.
     progress: Option<Epoch>,
+    /// Whether the model served was loaded from the model directory rather
+    /// than trained by this process.
+    from_store: bool,
 }
 
 impl Entry {
@@ -188,6 +191,10 @@ pub struct ModelStatus {
     /// When the model was trained on a sample of the family's series, how
     /// many it had and the settings that bounded the sample.
     pub sampled: Option<String>,
+    /// Where the model served comes from: `trained` by this process, or
+    /// `loaded` from the model directory (at start, or saved since by
+    /// another process, noticed within a scheduler tick of 30 s).
+    pub origin: Option<&'static str>,
     /// Epochs run.
     pub epochs: Option<usize>,
     /// Seconds the last successful training took.
@@ -250,19 +257,47 @@ impl Registry {
         crate::lock::lock(&self.entries)
     }
 
-    /// Loads every saved model. Unreadable or corrupt models are moved
-    /// aside and their families retrain on first use.
+    /// Loads every saved model newer than the one served: at start all of
+    /// them, then, from the scheduler, those another process (`promcast
+    /// train`, another replica) saved since. Unreadable or corrupt models
+    /// are moved aside; a family without a model then retrains.
     pub fn load_saved(&self) {
         for family in store::list(&self.dir) {
+            let served = self.lock().get(&family).map_or((false, 0), |e| {
+                (e.running, e.model.as_ref().map_or(0, |m| m.meta.version))
+            });
+            let newer = store::load_meta(&self.dir, &family).map_or(true, |m| m.version > served.1);
+            // A run here installs what it saves.
+            if served.0 || !newer {
+                continue;
+            }
             match store::load(&self.dir, &family, &self.device) {
                 Ok(stored) => {
-                    tracing::info!(family, version = stored.meta.version, "loaded model");
-                    let model = ServedModel {
+                    let version = stored.meta.version;
+                    let model = Arc::new(ServedModel {
                         meta: stored.meta,
                         net: stored.net,
                         device: self.device.clone(),
-                    };
-                    self.lock().entry(family).or_default().model = Some(Arc::new(model));
+                    });
+                    let mut entries = self.lock();
+                    let entry = entries.entry(family.clone()).or_default();
+                    if entry
+                        .model
+                        .as_ref()
+                        .is_some_and(|m| m.meta.version >= version)
+                    {
+                        continue;
+                    }
+                    tracing::info!(
+                        family,
+                        version,
+                        replaces = served.1,
+                        "loaded model from the model directory"
+                    );
+                    entry.model = Some(model);
+                    entry.from_store = true;
+                    drop(entries);
+                    self.cache.evict_family(&family);
                 }
                 Err(e) => {
                     tracing::warn!(family, error = %e, "model unusable, moved aside; the family will retrain");
@@ -345,6 +380,8 @@ impl Registry {
             let mut tick = tokio::time::interval(SCHEDULE_TICK);
             loop {
                 tick.tick().await;
+                let loader = Arc::clone(&me);
+                let _ = tokio::task::spawn_blocking(move || loader.load_saved()).await;
                 let now = now_ms();
                 let interval = me.config.defaults.retrain_interval.as_millis_i64();
                 let due: Vec<String> = {
@@ -417,6 +454,7 @@ impl Registry {
                         "training finished"
                     );
                     entry.model = Some(Arc::from(model));
+                    entry.from_store = false;
                     entry.error = None;
                     entry.failures = 0;
                     entry.retry_at_ms = 0;
@@ -556,6 +594,7 @@ impl Registry {
                             m.series, m.series_available
                         )
                     }),
+                    origin: meta.map(|_| if e.from_store { "loaded" } else { "trained" }),
                     epochs: meta.map(|m| m.report.epochs),
                     training_seconds: meta.map(|m| m.report.seconds),
                     training: e.running,
@@ -742,5 +781,44 @@ mod tests {
         let now = now_ms();
         assert!(!registry.lock()[FAMILY].due(now, i64::MAX));
         assert!(registry.lock()[FAMILY].due(retry_at, i64::MAX));
+    }
+
+    /// A model another process saves into the directory (a newer version)
+    /// replaces the one served at the next load, and says where it came
+    /// from; an older or equal one does not.
+    #[tokio::test]
+    async fn newer_models_saved_by_others_are_loaded() {
+        use crate::model::network::{LstmNet, NetSpec};
+        const FAMILY: &str = "cpu";
+        let metrics = Arc::new(Metrics::new());
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(
+            Config::default(),
+            Upstream::demo(Arc::clone(&metrics)),
+            metrics,
+            &dir,
+        );
+        let spec = NetSpec {
+            inputs: crate::model::FEATURES,
+            window: 4,
+            hidden: 4,
+            layers: 1,
+            outputs: 3,
+        };
+        let net = LstmNet::new(spec, &Device::flex());
+        let served = |registry: &Registry| match registry.predictor(FAMILY) {
+            Predictor::Model(m) => m.meta.version,
+            Predictor::Baseline(_) => 0,
+        };
+        store::save(dir.path(), &net, store::tests::meta(spec, 1)).unwrap();
+        registry.load_saved();
+        assert_eq!(served(&registry), 1);
+        store::save(dir.path(), &net, store::tests::meta(spec, 5)).unwrap();
+        registry.load_saved();
+        assert_eq!(served(&registry), 5);
+        let status = registry.statuses().pop().unwrap();
+        assert_eq!(status.origin, Some("loaded"));
+        registry.load_saved();
+        assert_eq!(served(&registry), 5);
     }
 }
