@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod calendar;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod duration;

@@ -56,6 +56,20 @@ struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH", global = true)]
     web_config_file: Option<PathBuf>,
 
+    /// Replicas sharing the model directory: each family is trained by one
+    /// of them (README, Replicas). Overrides `cluster.replicas`.
+    #[arg(long = "cluster.replicas", value_name = "N", global = true)]
+    cluster_replicas: Option<u32>,
+
+    /// This replica's number, 0 to N-1. Default: the number the pod name
+    /// ends with (a StatefulSet's `promcast-2`, from HOSTNAME).
+    #[arg(long = "cluster.ordinal", value_name = "I", global = true)]
+    cluster_ordinal: Option<u32>,
+
+    /// Never train: serve the models other replicas save.
+    #[arg(long = "cluster.serve-only", global = true)]
+    cluster_serve_only: bool,
+
     /// Base URL of the Prometheus-compatible server to read history from,
     /// e.g. http://localhost:9090. Overrides `upstream.url` in the config.
     /// Without any upstream, the embedded demo is served.
@@ -214,6 +228,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if let Some(url) = cli.upstream_url.clone() {
         config.upstream.url = Some(url);
+    }
+    let cluster = &mut config.cluster;
+    cluster.replicas = cli.cluster_replicas.unwrap_or(cluster.replicas);
+    cluster.ordinal = cli.cluster_ordinal.or(cluster.ordinal);
+    cluster.serve_only |= cli.cluster_serve_only;
+    anyhow::ensure!(
+        cluster.replicas >= 1,
+        "--cluster.replicas must be at least 1"
+    );
+    if cluster.replicas > 1 {
+        let ordinal = cluster.this_replica(std::env::var("HOSTNAME").ok().as_deref());
+        anyhow::ensure!(
+            ordinal < cluster.replicas,
+            "cluster ordinal {ordinal} is not below --cluster.replicas {} (set --cluster.ordinal)",
+            cluster.replicas
+        );
+        cluster.ordinal = Some(ordinal);
     }
     let build = || app::build(config.clone(), cli.model_dir.clone(), cli.backend);
     match cli.command.clone() {

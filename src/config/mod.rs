@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: Limits,
     /// TLS and authentication of promcast's own endpoints.
     pub web: WebConfig,
+    /// Replicas sharing the model directory, and which one this is.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Bounds that keep a slow upstream or a huge query from hurting Prometheus
@@ -508,6 +510,21 @@ impl Config {
         }
         if let Some(tls) = &self.web.tls_server_config {
             check_tls("web.tls_server_config", tls)?;
+        }
+        let cluster = &self.cluster;
+        if cluster.replicas == 0 {
+            return Err(("cluster.replicas".into(), "must be at least 1".into()));
+        }
+        if let Some(ordinal) = cluster.ordinal
+            && ordinal >= cluster.replicas
+        {
+            return Err((
+                "cluster.ordinal".into(),
+                format!(
+                    "{ordinal} is not below cluster.replicas ({})",
+                    cluster.replicas
+                ),
+            ));
         }
         let tls = &self.upstream.tls_config;
         if tls.cert_file.is_some() != tls.key_file.is_some() {

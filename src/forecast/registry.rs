@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::training::{TrainingPlan, fit};
 use super::{Baseline, Cache, Predictor, ServedModel};
 use crate::calendar::{now_ms, rfc3339};
+use crate::cluster::Trainer;
 use crate::config::Config;
 use crate::model::store;
 use crate::model::train::{Epoch, Shortfall, TrainError};
@@ -98,6 +99,10 @@ struct Entry {
     /// Whether the model served was loaded from the model directory rather
     /// than trained by this process.
     from_store: bool,
+    /// When the newest model in the directory was trained (Unix ms).
+    saved_at_ms: Option<i64>,
+    /// When the family was first asked for (Unix ms).
+    first_asked_ms: i64,
 }
 
 impl Entry {
@@ -113,6 +118,14 @@ impl Entry {
         } else {
             State::Pending
         }
+    }
+
+    /// How long the family has gone without a fresh model: since its
+    /// newest model (served or saved by another replica) was trained, or
+    /// since it was first asked for.
+    fn age_ms(&self, now: i64) -> i64 {
+        let trained = self.model.as_ref().map(|m| m.meta.trained_at_ms);
+        now - trained.max(self.saved_at_ms).unwrap_or(self.first_asked_ms)
     }
 
     /// Whether the scheduler should train the family at `now`.
@@ -191,6 +204,9 @@ pub struct ModelStatus {
     /// When the model was trained on a sample of the family's series, how
     /// many it had and the settings that bounded the sample.
     pub sampled: Option<String>,
+    /// Among replicas (`cluster.replicas` > 1, or serve-only): which one
+    /// trains the family, `here` or `replica N`.
+    pub trainer: Option<String>,
     /// Where the model served comes from: `trained` by this process, or
     /// `loaded` from the model directory (at start, or saved since by
     /// another process, noticed within a scheduler tick of 30 s).
@@ -266,7 +282,12 @@ impl Registry {
             let served = self.lock().get(&family).map_or((false, 0), |e| {
                 (e.running, e.model.as_ref().map_or(0, |m| m.meta.version))
             });
-            let newer = store::load_meta(&self.dir, &family).map_or(true, |m| m.version > served.1);
+            let saved = store::load_meta(&self.dir, &family);
+            if let Ok(meta) = &saved {
+                self.lock().entry(family.clone()).or_default().saved_at_ms =
+                    Some(meta.trained_at_ms);
+            }
+            let newer = saved.map_or(true, |m| m.version > served.1);
             // A run here installs what it saves.
             if served.0 || !newer {
                 continue;
@@ -344,6 +365,25 @@ impl Registry {
         ))
     }
 
+    /// Who trains `family` among replicas (see [`crate::cluster`]): the
+    /// first-ranked one, or the second once the family's newest model is
+    /// older than twice the retrain interval. `None` alone: this process
+    /// trains every family.
+    fn trainer(&self, family: &str, entry: &Entry, now: i64) -> Option<Trainer> {
+        let cluster = &self.config.cluster;
+        if cluster.replicas <= 1 && !cluster.serve_only {
+            return None;
+        }
+        let interval = self.config.defaults.retrain_interval.as_millis_i64();
+        let me = cluster.ordinal.unwrap_or(0);
+        Some(cluster.trainer(me, family, entry.age_ms(now), interval))
+    }
+
+    fn trains_here(&self, family: &str, entry: &Entry, now: i64) -> bool {
+        self.trainer(family, entry, now)
+            .is_none_or(|t| t == Trainer::Here)
+    }
+
     /// Makes sure `family` has a model or is getting one: starts training
     /// in the background when it has none and none is running (respecting
     /// the retry back-off after failures and the wait for history).
@@ -352,9 +392,16 @@ impl Registry {
             return;
         }
         let start = {
+            let now = now_ms();
             let mut entries = self.lock();
-            let entry = entries.entry(family.to_owned()).or_default();
-            let due = entry.model.is_none() && !entry.scheduled && now_ms() >= entry.retry_at_ms;
+            let entry = entries.entry(family.to_owned()).or_insert_with(|| Entry {
+                first_asked_ms: now,
+                ..Entry::default()
+            });
+            let due = entry.model.is_none()
+                && !entry.scheduled
+                && now >= entry.retry_at_ms
+                && self.trains_here(family, entry, now);
             if due {
                 entry.scheduled = true;
             }
@@ -388,7 +435,7 @@ impl Registry {
                     let mut entries = me.lock();
                     entries
                         .iter_mut()
-                        .filter(|(_, e)| e.due(now, interval))
+                        .filter(|(f, e)| e.due(now, interval) && me.trains_here(f, e, now))
                         .map(|(f, e)| {
                             e.scheduled = true;
                             f.clone()
@@ -595,6 +642,11 @@ impl Registry {
                         )
                     }),
                     origin: meta.map(|_| if e.from_store { "loaded" } else { "trained" }),
+                    trainer: self.trainer(family, e, now).map(|t| match t {
+                        Trainer::Here => "here".to_owned(),
+                        Trainer::Replica(n) => format!("replica {n}"),
+                        Trainer::Elsewhere => "another replica (this one serves only)".to_owned(),
+                    }),
                     epochs: meta.map(|m| m.report.epochs),
                     training_seconds: meta.map(|m| m.report.seconds),
                     training: e.running,
@@ -820,5 +872,56 @@ mod tests {
         assert_eq!(status.origin, Some("loaded"));
         registry.load_saved();
         assert_eq!(served(&registry), 5);
+    }
+
+    /// Among three replicas, only the family's first-ranked one trains it;
+    /// a query at another starts nothing (it answers with the baseline) and
+    /// `/api/v1/models` names the trainer; a serve-only replica trains
+    /// nothing.
+    #[tokio::test]
+    async fn only_the_familys_trainer_trains_it() {
+        const FAMILY: &str = "demo_cpu_usage_percent";
+        let mut config = Config::default();
+        config.cluster.replicas = 3;
+        let three = config.cluster;
+        let first = three.ranking(FAMILY)[0];
+        let serve_only = crate::cluster::ClusterConfig {
+            serve_only: true,
+            ordinal: Some(first),
+            ..three
+        };
+        let replicas = (0..3).map(|ordinal| crate::cluster::ClusterConfig {
+            ordinal: Some(ordinal),
+            ..three
+        });
+        for cluster in replicas.chain([serve_only]) {
+            config.cluster = cluster;
+            let metrics = Arc::new(Metrics::new());
+            let dir = tempfile::tempdir().unwrap();
+            let upstream = Upstream::demo(Arc::clone(&metrics));
+            let registry = registry(config.clone(), upstream, metrics, &dir);
+            let trains = cluster.ordinal == Some(first) && !cluster.serve_only;
+            let now = now_ms();
+            let entry = Entry {
+                first_asked_ms: now,
+                ..Entry::default()
+            };
+            assert_eq!(
+                registry.trains_here(FAMILY, &entry, now),
+                trains,
+                "{cluster:?}"
+            );
+            if !trains {
+                registry.ensure_trained(FAMILY);
+                assert!(!registry.lock()[FAMILY].scheduled, "{cluster:?}");
+                let status = registry.statuses().pop().unwrap();
+                let expected = if cluster.serve_only {
+                    "another replica (this one serves only)".to_owned()
+                } else {
+                    format!("replica {first}")
+                };
+                assert_eq!(status.trainer, Some(expected));
+            }
+        }
     }
 }
