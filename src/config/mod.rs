@@ -412,25 +412,13 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: shown.clone(),
-            error,
-        })?;
+        let (text, shown) = read_text(path)?;
         Self::parse(&text, &shown)
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        // An empty file is a valid, all-defaults configuration.
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
-                path: origin.to_owned(),
-                error,
-            })?
-        };
+        let config: Config = parse_yaml(text, origin)?;
         config
             .validate()
             .map_err(|(field, reason)| ConfigError::Invalid {
@@ -630,6 +618,29 @@ impl Config {
             .and_then(|s| s.step)
             .or(self.defaults.step)
     }
+}
+
+/// A file's text, and its path as errors show it.
+fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, shown)),
+        Err(error) => Err(ConfigError::Read { path: shown, error }),
+    }
+}
+
+/// YAML text as `T`; an empty file is all defaults.
+fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
+        path: origin.to_owned(),
+        error,
+    })
 }
 
 /// Checks what rustls needs of a TLS server configuration under `field`.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ConfigError, TlsServerConfig, check_tls};
+use super::{ConfigError, TlsServerConfig, check_tls, parse_yaml, read_text};
 
 /// The response headers the file may set, as in exporter-toolkit.
 pub const HEADERS: [&str; 5] = [
@@ -48,19 +48,8 @@ pub struct HttpServerConfig {
 impl WebConfigFile {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: shown.clone(),
-            error,
-        })?;
-        let mut file: Self = if text.trim().is_empty() {
-            Self::default()
-        } else {
-            serde_yaml::from_str(&text).map_err(|error| ConfigError::Parse {
-                path: shown.clone(),
-                error,
-            })?
-        };
+        let (text, shown) = read_text(path)?;
+        let mut file: Self = parse_yaml(&text, &shown)?;
         file.check()
             .map_err(|(field, reason)| ConfigError::Invalid {
                 path: shown,
