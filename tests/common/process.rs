@@ -97,6 +97,7 @@ pub fn free_port() -> u16 {
 /// `config_text` as its configuration and `dir` for its files, reading from
 /// the upstream at `upstream_url` or, when that is `None`, from its embedded
 /// demo; its output goes to `log`.
+#[allow(dead_code)] // the replicas suite passes arguments
 pub fn spawn_promcast(
     dir: &Path,
     port: u16,
@@ -108,7 +109,7 @@ pub fn spawn_promcast(
 }
 
 /// [`spawn_promcast`] with more command-line arguments.
-#[allow(dead_code)] // only the security suite passes any
+#[allow(dead_code)] // most suites pass no arguments
 pub fn spawn_promcast_with(
     dir: &Path,
     port: u16,
