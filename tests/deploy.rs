@@ -374,3 +374,37 @@ fn shipped_yaml_parses_and_promcast_configs_load() {
         }
     }
 }
+
+/// The replicas' manifest keeps promcast's `cluster.replicas` equal to the
+/// StatefulSet's replica count (else families would have no trainer or
+/// two), shares one ReadWriteMany model volume, and bounds disruptions.
+#[test]
+fn the_replicas_manifest_agrees_with_itself() {
+    let path = repo("deploy/kubernetes/replicas.yaml");
+    let text = fs::read_to_string(&path).expect("read replicas.yaml");
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML"))
+        .collect();
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {}", path.display()))
+    };
+    let config = of_kind("ConfigMap")["data"]["promcast.yml"]
+        .as_str()
+        .expect("promcast.yml in the ConfigMap");
+    let config = promcast::config::Config::parse(config, "replicas.yaml").expect("config");
+    let statefulset = of_kind("StatefulSet");
+    assert_eq!(
+        statefulset["spec"]["replicas"].as_u64(),
+        Some(u64::from(config.cluster.replicas)),
+        "cluster.replicas must equal the StatefulSet's replicas"
+    );
+    assert!(
+        config.cluster.ordinal.is_none(),
+        "ordinals come from pod names"
+    );
+    let claim = of_kind("PersistentVolumeClaim");
+    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteMany");
+    assert_eq!(of_kind("PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
+}
