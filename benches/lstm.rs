@@ -3,8 +3,10 @@
 //! head on the last step) trained on 144 windows of 24 hourly points,
 //! full-batch Adam (lr 1e-3), MSE, 100 epochs; then one-window latency and
 //! 1,000- and 10,000-window throughput. The same workload runs in PyTorch
-//! through `benches/pytorch/run`, with as many threads as promcast uses.
-//! Prints one table with each backend's speed as a multiple of PyTorch's.
+//! through `benches/pytorch/run`, with as many threads as promcast uses
+//! and PyTorch's default settings. Prints a table per run (two runs) with
+//! each backend's speed as a multiple of PyTorch's, and whether the machine
+//! was idle around it.
 //!
 //! `cargo bench --bench lstm` (release build). PyTorch is installed into
 //! `target/pytorch-venv` on first use; where that is impossible its column
@@ -41,19 +43,56 @@ struct Figures {
     per_s_10k: f64,
 }
 
+/// Whole runs of both sides, one table each: one run alone is within a
+/// run-to-run spread of about ±15 %.
+const RUNS: usize = 2;
+
 fn main() {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut columns: Vec<(String, Result<Figures, String>)> = Vec::new();
-    for backend in [Backend::Flex, Backend::NdArray] {
-        let result = match backend.device() {
-            Ok(device) => Ok(measure(&device)),
-            Err(e) => Err(e.to_string()),
-        };
-        columns.push((format!("promcast, {backend}"), result));
+    for run in 1..=RUNS {
+        let busy_before = busy_cpus();
+        let mut columns: Vec<(String, Result<Figures, String>)> = Vec::new();
+        for backend in [Backend::Flex, Backend::NdArray] {
+            let result = match backend.device() {
+                Ok(device) => Ok(measure(&device)),
+                Err(e) => Err(e.to_string()),
+            };
+            columns.push((format!("promcast, {backend}"), result));
+        }
+        eprintln!("running the PyTorch reference ({threads} threads)…");
+        let reference = pytorch(threads);
+        let busy_after = busy_cpus();
+        println!("\nrun {run} of {RUNS}");
+        print_table(threads, &columns, &reference);
+        println!(
+            "other processes running, most seen in 1 s: {busy_before} before, {busy_after} after{}",
+            if busy_before + busy_after == 0 {
+                " (idle)"
+            } else {
+                ": the machine was not idle, the ratios do not hold"
+            }
+        );
     }
-    eprintln!("running the PyTorch reference ({threads} threads)…");
-    let reference = pytorch(threads);
-    print_table(threads, &columns, &reference);
+}
+
+/// The most processes running beside this one over a second (Linux's
+/// `procs_running`, sampled every 100 ms): a ratio holds only when both
+/// sides ran on an otherwise idle machine.
+fn busy_cpus() -> usize {
+    (0..10)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|stat| {
+                    stat.lines()
+                        .find_map(|l| l.strip_prefix("procs_running "))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                })
+                .map_or(0, |running| running.saturating_sub(1))
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// `50 + 20·sin(t) + N(0, 5)` over two periods, min-max scaled: windows of
@@ -165,9 +204,7 @@ fn pytorch(threads: usize) -> Result<Figures, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch/run");
     let out = Command::new(script)
         .args(["--threads", &threads.to_string(), "--json"])
-        // PyTorch's worker threads spin between operations by default, which
-        // only costs it time when anything else runs on the machine.
-        .env("OMP_WAIT_POLICY", "PASSIVE")
+        // PyTorch as its users run it: its default thread settings.
         .output()
         .map_err(|e| format!("cannot start {script}: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
