@@ -162,6 +162,23 @@ impl fmt::Display for Matcher {
     }
 }
 
+/// Equality matchers on every label of `labels`: they select that series
+/// (and any with more labels besides).
+pub fn equal_to(labels: &Labels) -> impl Iterator<Item = Matcher> + '_ {
+    labels
+        .iter()
+        .map(|(name, value)| Matcher::equal(name, value))
+}
+
+/// A selector as PromQL writes it: `metric`, or `metric{a="b", c=~"d"}`.
+pub fn selector(name: &str, matchers: &[Matcher]) -> String {
+    if matchers.is_empty() {
+        return name.to_owned();
+    }
+    let matchers: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+    format!("{name}{{{}}}", matchers.join(", "))
+}
+
 /// Parses a series selector as PromQL writes it: `metric`,
 /// `metric{a="b",c=~"d.*"}` or `{__name__=~"x.*"}`.
 pub fn parse_selector(selector: &str) -> Result<Vec<Matcher>, MatcherError> {

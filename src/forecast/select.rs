@@ -221,8 +221,11 @@ async fn select_family(
         .fetch_recent(source, &selection.source_matchers, start, last)
         .await?;
     if history.is_empty() {
-        ctx.missing
-            .note(&selection.family, &source_selector(&selection), now_ms());
+        ctx.missing.note(
+            &selection.family,
+            &crate::labels::selector(&selection.family, &selection.source_matchers),
+            now_ms(),
+        );
         return Ok(Vec::new());
     }
     ctx.missing.found(&selection.family);
@@ -262,18 +265,4 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
     }
-}
-
-/// The source selector a selection reads, as PromQL writes it:
-/// `m{instance="a"}`.
-fn source_selector(selection: &series::Selection) -> String {
-    if selection.source_matchers.is_empty() {
-        return selection.family.clone();
-    }
-    let matchers: Vec<String> = selection
-        .source_matchers
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    format!("{}{{{}}}", selection.family, matchers.join(", "))
 }

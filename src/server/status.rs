@@ -209,7 +209,7 @@ async fn chart(
         Matcher::new(METRIC_NAME, "=~", &names.join("|")).map_err(|e| e.to_string())?,
         Matcher::equal(HORIZON_LABEL, &horizon.to_string()),
     ];
-    matchers.extend(first.labels.iter().map(|(k, v)| Matcher::equal(k, v)));
+    matchers.extend(crate::labels::equal_to(&first.labels));
     let times = evaluation_times(start, now, CHART_STEP_MS, MAX_POINTS);
     let mut budget = Budget::new(&state.ctx.config.limits);
     let series = select::select(&state.ctx, &matchers, &times, deadline, &mut budget)

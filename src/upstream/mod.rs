@@ -6,11 +6,12 @@ mod demo;
 mod history;
 pub mod prometheus;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::labels::{Labels, Matcher};
+use crate::labels::{Labels, Matcher, equal_to};
 use crate::series::is_synthetic;
 use crate::telemetry::Metrics;
 use history::{HistoryCache, Plan};
@@ -335,25 +336,29 @@ impl Upstream {
         listed.sort_by_cached_key(label_hash);
         listed.truncate(caps.series);
         let mut series = Vec::new();
+        let mut seen = BTreeSet::new();
         let mut samples = 0;
         for batch in listed.chunks(SERIES_PER_READ) {
             if samples >= caps.samples {
                 break;
             }
+            let selections: Vec<Vec<Matcher>> =
+                batch.iter().map(|l| equal_to(l).collect()).collect();
             let read = match &self.backend {
-                Backend::Prometheus(c) => c.fetch_exact(family.name, batch, start_ms, end_ms).await,
-                Backend::Demo(d) => Ok(batch
+                Backend::Prometheus(c) => {
+                    c.fetch_each(family.name, &selections, start_ms, end_ms)
+                        .await
+                }
+                Backend::Demo(d) => Ok(selections
                     .iter()
-                    .flat_map(|labels| {
-                        let equal: Vec<Matcher> =
-                            labels.iter().map(|(k, v)| Matcher::equal(k, v)).collect();
-                        d.fetch(family.name, &equal, start_ms, end_ms)
-                            .into_iter()
-                            .filter(|s| s.labels == *labels)
-                    })
+                    .flat_map(|m| d.fetch(family.name, m, start_ms, end_ms))
                     .collect()),
             };
-            let read = self.counted(read)?;
+            let mut read = self.counted(read)?;
+            // A selection's equalities also select series with more
+            // labels, and one series may come from several selections.
+            let wanted: BTreeSet<&Labels> = batch.iter().collect();
+            read.retain(|s| wanted.contains(&s.labels) && seen.insert(s.labels.clone()));
             samples += read.iter().map(|s| s.samples.len()).sum::<usize>();
             series.extend(read);
         }

@@ -235,30 +235,20 @@ impl Client {
         }
     }
 
-    /// The series with exactly the label sets `wanted` (names left out) of
-    /// metric `name`, read in one request of one query per series. A
-    /// query's equalities also select series with more labels: those are
-    /// dropped, as is a series that several queries returned.
-    pub(super) async fn fetch_exact(
+    /// The series of metric `name` that each matcher list selects, read in
+    /// one request of one query per list.
+    pub(super) async fn fetch_each(
         &self,
         name: &str,
-        wanted: &[Labels],
+        selections: &[Vec<Matcher>],
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SourceSeries>, UpstreamError> {
-        let queries: Vec<Vec<prompb::LabelMatcher>> = wanted
+        let queries: Vec<Vec<prompb::LabelMatcher>> = selections
             .iter()
-            .map(|labels| {
-                let equal: Vec<Matcher> =
-                    labels.iter().map(|(k, v)| Matcher::equal(k, v)).collect();
-                query_matchers(name, &equal)
-            })
+            .map(|matchers| query_matchers(name, matchers))
             .collect();
-        let mut series = self.remote_read(&queries, start_ms, end_ms).await?;
-        let wanted: std::collections::BTreeSet<&Labels> = wanted.iter().collect();
-        let mut seen = std::collections::BTreeSet::new();
-        series.retain(|s| wanted.contains(&s.labels) && seen.insert(s.labels.clone()));
-        Ok(series)
+        self.remote_read(&queries, start_ms, end_ms).await
     }
 
     /// The label sets (names left out) of metric `name`'s series matching
@@ -273,21 +263,29 @@ impl Client {
         end_ms: i64,
         limit: usize,
     ) -> Result<Vec<Labels>, UpstreamError> {
-        let parts: Vec<String> = matchers.iter().map(ToString::to_string).collect();
         let params = [
-            ("match[]", format!("{name}{{{}}}", parts.join(","))),
-            ("start", format!("{:.3}", start_ms as f64 / 1000.0)),
-            ("end", format!("{:.3}", end_ms as f64 / 1000.0)),
+            ("match[]", crate::labels::selector(name, matchers)),
+            ("start", seconds(start_ms)),
+            ("end", seconds(end_ms)),
             ("limit", limit.to_string()),
         ];
+        decode_series_list(&self.post_form("api/v1/series", &params).await?)
+    }
+
+    /// POSTs a form to the upstream's HTTP API; the answer's body, within
+    /// `upstream.max_answer_bytes`.
+    async fn post_form(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<u8>, UpstreamError> {
         let response = self
             .http
-            .post(self.endpoint("api/v1/series"))
-            .form(&params)
+            .post(self.endpoint(path))
+            .form(params)
             .send()
             .await?;
-        let body = self.body(checked(response).await?).await?;
-        decode_series_list(&body)
+        self.body(checked(response).await?).await
     }
 
     async fn remote_read(
@@ -379,17 +377,11 @@ impl Client {
             let to = (from + step_ms * (MAX_POINTS_PER_QUERY - 1)).min(end_ms);
             let params = [
                 ("query", expr.to_owned()),
-                ("start", format!("{:.3}", from as f64 / 1000.0)),
-                ("end", format!("{:.3}", to as f64 / 1000.0)),
-                ("step", format!("{:.3}", step_ms as f64 / 1000.0)),
+                ("start", seconds(from)),
+                ("end", seconds(to)),
+                ("step", seconds(step_ms)),
             ];
-            let response = self
-                .http
-                .post(self.endpoint("api/v1/query_range"))
-                .form(&params)
-                .send()
-                .await?;
-            let body = self.body(checked(response).await?).await?;
+            let body = self.post_form("api/v1/query_range", &params).await?;
             for series in decode_matrix(&body)? {
                 samples_read += series.samples.len();
                 self.caps.check_samples(samples_read)?;
@@ -478,6 +470,11 @@ impl StreamedAnswer {
 
 fn frame_error(e: frame::FrameError) -> UpstreamError {
     UpstreamError::Decode(e.to_string())
+}
+
+/// Milliseconds as the HTTP API's seconds.
+fn seconds(ms: i64) -> String {
+    format!("{:.3}", ms as f64 / 1000.0)
 }
 
 /// A remote-read query's matchers: metric `name`, and `matchers`.
