@@ -132,32 +132,48 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Holds a family's lock file (`<family>.lock`), exclusively to change its
 /// model, shared to read it: a server and `promcast train` on one
 /// directory take turns, and a reader never sees weights a writer is
-/// about to delete.
-struct FamilyLock(fs::File);
+/// about to delete. The lock goes with the file, when it is dropped.
+struct FamilyLock {
+    _file: Option<fs::File>,
+}
 
 impl FamilyLock {
     fn take(dir: &Path, family: &str, exclusive: bool) -> Result<Self, StoreError> {
         let path = dir.join(format!("{family}.lock"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let open = |create: bool| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(create)
+                .create(create)
+                .truncate(false)
+                .open(&path)
+        };
+        let file = match open(exclusive) {
+            Err(e) if !exclusive && e.kind() == std::io::ErrorKind::NotFound => open(true),
+            opened => opened,
+        };
+        let file = match file {
+            Ok(file) => file,
+            // A reader of a directory it may not write (a read-only
+            // volume): nobody can be saving there, nothing to lock.
+            Err(e) if !exclusive && is_read_only(&e) => return Ok(Self { _file: None }),
+            Err(e) => return Err(io(&path)(e)),
+        };
         let locked = if exclusive {
             file.lock()
         } else {
             file.lock_shared()
         };
         locked.map_err(io(&path))?;
-        Ok(Self(file))
+        Ok(Self { _file: Some(file) })
     }
 }
 
-impl Drop for FamilyLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
+fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
