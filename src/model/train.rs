@@ -537,22 +537,6 @@ pub fn history_needed_ms(shape: &Shape, step_ms: i64) -> i64 {
     steps.ceil() as i64 * step_ms
 }
 
-/// The times of every present point of `grids`, in order.
-fn present_times(grids: &[Grid]) -> Vec<i64> {
-    let mut times: Vec<i64> = grids
-        .iter()
-        .flat_map(|g| {
-            g.values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(i, _)| g.time(i))
-        })
-        .collect();
-    times.sort_unstable();
-    times
-}
-
 /// The first and last present point of any of `grids`: the history that
 /// is split into training and validation. `None` without any value.
 fn history_span(grids: &[Grid]) -> Option<(i64, i64)> {
@@ -575,16 +559,27 @@ fn history_span(grids: &[Grid]) -> Option<(i64, i64)> {
 /// empty time. Between two points it interpolates, so that a series
 /// without gaps splits where a share of its time span would.
 fn split_time(grids: &[Grid]) -> i64 {
-    let times = present_times(grids);
-    let Some(&last) = times.last() else {
+    let mut times: Vec<i64> = grids
+        .iter()
+        .flat_map(|g| {
+            g.values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, _)| g.time(i))
+        })
+        .collect();
+    if times.is_empty() {
         return 0;
-    };
+    }
     let position = (times.len() - 1) as f64 * (1.0 - VALIDATION_SHARE);
     let i = position as usize;
-    let Some(&next) = times.get(i + 1) else {
-        return last;
+    // The i-th time in order and the one after it, without sorting them all.
+    let (_, &mut at, later) = times.select_nth_unstable(i);
+    let Some(&next) = later.iter().min() else {
+        return at;
     };
-    times[i] + ((position - i as f64) * (next - times[i]) as f64).ceil() as i64
+    at + ((position - i as f64) * (next - at) as f64).ceil() as i64
 }
 
 /// Cuts training and validation windows: validation windows start after
