@@ -267,9 +267,10 @@ async fn streamed_chunks_carry_the_samples_answer() {
     assert_eq!((status, body.len()), (200, 0));
 }
 
-/// The port of an upstream that accepts connections and holds them open
-/// without a byte of answer; its thread ends with the test process.
-fn silent_upstream() -> u16 {
+/// A promcast of its own, with `limits` (lines under `limits:`), reading
+/// from an upstream that accepts connections and holds them open without
+/// a byte of answer (its thread ends with the test process).
+async fn behind_a_silent_upstream(limits: &str) -> Standalone {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind the silent upstream");
     let port = silent.local_addr().expect("silent upstream address").port();
     std::thread::spawn(move || {
@@ -278,7 +279,7 @@ fn silent_upstream() -> u16 {
             held.push(stream);
         }
     });
-    port
+    Standalone::start(Some(port), &format!("{PROMCAST_CONFIG}limits:\n{limits}")).await
 }
 
 /// `families.allow`/`families.deny` refuse other metrics with a 403 that
@@ -422,14 +423,12 @@ async fn slow_clients_are_cut_off_at_the_read_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_the_reads_in_flight_then_exits_0() {
     // The read in flight lasts until its 3 s deadline.
-    let upstream_port = silent_upstream();
-    let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 3s\n");
     let Standalone {
         _dir,
         mut promcast,
         client,
         base,
-    } = Standalone::start(Some(upstream_port), &config).await;
+    } = behind_a_silent_upstream("  request_timeout: 3s\n").await;
     let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
     let in_flight = {
         let (client, base) = (client.clone(), base.clone());
@@ -493,14 +492,12 @@ async fn sigterm_drains_the_reads_in_flight_then_exits_0() {
 /// count it.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_upstream_is_cut_off_at_the_request_deadline() {
-    let upstream_port = silent_upstream();
-    let config = format!("{PROMCAST_CONFIG}limits:\n  request_timeout: 2s\n");
     let Standalone {
         _dir,
         promcast,
         client,
         base,
-    } = Standalone::start(Some(upstream_port), &config).await;
+    } = behind_a_silent_upstream("  request_timeout: 2s\n").await;
 
     let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
     let started = Instant::now();
@@ -531,16 +528,15 @@ async fn slow_upstream_is_cut_off_at_the_request_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_beyond_the_concurrency_limit_wait_then_get_a_503() {
     // A read holds its turn until the request deadline.
-    let upstream_port = silent_upstream();
-    let config = format!(
-        "{PROMCAST_CONFIG}limits:\n  request_timeout: 4s\n  max_concurrent_reads: 1\n  max_read_wait: 300ms\n"
-    );
     let Standalone {
         _dir,
         promcast,
         client,
         base,
-    } = Standalone::start(Some(upstream_port), &config).await;
+    } = behind_a_silent_upstream(
+        "  request_timeout: 4s\n  max_concurrent_reads: 1\n  max_read_wait: 300ms\n",
+    )
+    .await;
     let request = read_request(&[matcher(MATCH_EQ, "__name__", PREDICTED)]);
 
     let first = tokio::spawn({
