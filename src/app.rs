@@ -1,7 +1,6 @@
 //! Wiring: the upstream, model registry, forecast cache and metrics that a
 //! configuration calls for, shared by the server and the operator commands.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -9,30 +8,33 @@ use crate::forecast::Cache;
 use crate::forecast::registry::Registry;
 use crate::forecast::select::Context;
 use crate::model::Backend;
+use crate::model::store::ModelStore;
 use crate::telemetry::Metrics;
 use crate::upstream::{Upstream, prometheus};
 
 /// Output values the forecast cache may hold (4 bytes each).
 const CACHE_VALUES: usize = 16 << 20;
-/// The folder of `--model.dir` that holds the embedded demo's models.
+/// The folder (prefix) of the model store that holds the embedded demo's
+/// models.
 const DEMO_MODELS: &str = "demo";
 
-/// Where the models of `config`'s upstream live under `model_dir`
-/// (`--model.dir`): there for a real upstream, in its `demo/` folder for
+/// Where the models of `config`'s upstream live in `model_store.url`
+/// (`--model.store`): there for a real upstream, in its `demo/` folder for
 /// the embedded demo, so that models of the demo's made-up series never
 /// load against a real upstream, nor the other way round.
-pub fn model_dir(config: &Config, model_dir: &Path) -> PathBuf {
-    match config.upstream.url {
-        Some(_) => model_dir.to_owned(),
-        None => model_dir.join(DEMO_MODELS),
-    }
+pub fn model_store(config: &Config) -> anyhow::Result<ModelStore> {
+    let store = ModelStore::open(&config.model_store)?;
+    Ok(match config.upstream.url {
+        Some(_) => store,
+        None => store.sub(DEMO_MODELS),
+    })
 }
 
 /// Builds everything a configuration calls for and loads the saved models
-/// of its upstream from under `model_dir` (see [`model_dir`]). Nothing
+/// of its upstream from its model store (see [`model_store`]). Nothing
 /// runs in the background yet.
-pub fn build(config: Config, model_dir: PathBuf, backend: Backend) -> anyhow::Result<Arc<Context>> {
-    let dir = self::model_dir(&config, &model_dir);
+pub async fn build(config: Config, backend: Backend) -> anyhow::Result<Arc<Context>> {
+    let store = model_store(&config)?;
     let config = Arc::new(config);
     let device = backend.device()?;
     let metrics = Arc::new(Metrics::new());
@@ -56,11 +58,11 @@ pub fn build(config: Config, model_dir: PathBuf, backend: Backend) -> anyhow::Re
         Arc::clone(&config),
         Arc::clone(&upstream),
         device,
-        dir,
+        store,
         Arc::clone(&metrics),
         Arc::clone(&cache),
     ));
-    registry.load_saved();
+    registry.load_saved().await;
     Ok(Arc::new(Context {
         config,
         upstream,
@@ -77,12 +79,13 @@ mod tests {
     use crate::model::{FEATURES, LstmNet, NetSpec, store};
 
     /// A model trained on the demo loads with the demo and not against a
-    /// real upstream over the same `--model.dir`.
-    #[test]
-    fn demo_models_stay_with_the_demo() {
+    /// real upstream over the same `--model.store`.
+    #[tokio::test]
+    async fn demo_models_stay_with_the_demo() {
         let root = tempfile::tempdir().unwrap();
-        let demo = Config::default();
-        let mut real = Config::default();
+        let mut demo = Config::default();
+        demo.model_store.url = root.path().display().to_string();
+        let mut real = demo.clone();
         real.upstream.url = Some("http://127.0.0.1:9".parse().unwrap());
         let family = "demo_cpu_usage_percent";
         let spec = NetSpec {
@@ -95,23 +98,27 @@ mod tests {
         let device = Backend::Flex.device().unwrap();
         let mut meta = store::tests::meta(spec, 1);
         meta.family = family.to_owned();
-        store::save(
-            &model_dir(&demo, root.path()),
-            &LstmNet::new(spec, &device),
-            meta,
-        )
-        .unwrap();
+        model_store(&demo)
+            .unwrap()
+            .save(&LstmNet::new(spec, &device), meta)
+            .await
+            .unwrap();
 
-        let served = |config: &Config| {
-            build(config.clone(), root.path().to_owned(), Backend::Flex)
+        let served = async |config: &Config| {
+            build(config.clone(), Backend::Flex)
+                .await
                 .unwrap()
                 .registry
                 .statuses()
                 .into_iter()
                 .any(|s| s.family == family && s.version == 1)
         };
-        assert!(served(&demo), "the demo loads its own model");
-        assert!(!served(&real), "a real upstream must not load the demo's");
-        assert!(store::list(root.path()).is_empty());
+        assert!(served(&demo).await, "the demo loads its own model");
+        assert!(
+            !served(&real).await,
+            "a real upstream must not load the demo's"
+        );
+        let real_store = model_store(&real).unwrap();
+        assert!(real_store.heads().await.unwrap().is_empty());
     }
 }

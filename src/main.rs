@@ -15,6 +15,7 @@ use promcast::config::Config;
 use promcast::duration::PromDuration;
 use promcast::forecast::select;
 use promcast::model::Backend;
+use promcast::model::store::ModelStore;
 use promcast::server::{self, AppState};
 use promcast::telemetry::{self, LogFormat};
 use promcast::{app, calendar, commands, eval};
@@ -76,15 +77,17 @@ struct Cli {
     #[arg(long = "upstream.url", value_name = "URL", global = true)]
     upstream_url: Option<url::Url>,
 
-    /// Directory where trained models are saved and loaded at start (the
-    /// embedded demo's in its demo/ folder).
+    /// Where trained models are saved and loaded: a directory, or
+    /// s3://bucket/prefix shared by replicas (credentials from the AWS
+    /// environment; README, Replicas). The embedded demo's go in its demo/
+    /// folder. Overrides `model_store.url` (default data/models).
     #[arg(
-        long = "model.dir",
-        value_name = "DIR",
-        default_value = "data/models",
+        long = "model.store",
+        alias = "model.dir",
+        value_name = "DIR|URL",
         global = true
     )]
-    model_dir: PathBuf,
+    model_store: Option<String>,
 
     /// Compute backend for the LSTM: flex (pure-Rust CPU, default), ndarray
     /// (CPU, deprecated by burn) or wgpu (GPU; needs the `wgpu` cargo feature).
@@ -246,19 +249,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         cluster.ordinal = Some(ordinal);
     }
-    let build = || app::build(config.clone(), cli.model_dir.clone(), cli.backend);
+    if let Some(url) = &cli.model_store {
+        config.model_store.url = url.clone();
+    }
+    let store = app::model_store(&config).context("--model.store")?;
+    let build = || app::build(config.clone(), cli.backend);
     match cli.command.clone() {
         None | Some(Command::Serve) => {
-            let state = AppState::new(build()?, cli.web_config_file.clone())?;
-            serve(Arc::new(state), &cli).await
+            let state = AppState::new(build().await?, cli.web_config_file.clone())?;
+            serve(Arc::new(state), &cli, &store).await
         }
-        Some(Command::Train { families }) => commands::train::run(&*build()?, families).await,
+        Some(Command::Train { families }) => commands::train::run(&*build().await?, families).await,
         Some(Command::Forecast { selector, at }) => {
-            commands::forecast::run(&*build()?, &selector, at.as_deref()).await
+            commands::forecast::run(&*build().await?, &selector, at.as_deref()).await
         }
-        Some(Command::Forget { families }) => {
-            commands::forget::run(&app::model_dir(&config, &cli.model_dir), &families)
-        }
+        Some(Command::Forget { families }) => commands::forget::run(&store, &families).await,
         Some(Command::Eval(args)) if args.nab_results.is_some() => {
             let settings = eval::detect::Settings {
                 family: format!("nab-{}", args.seed),
@@ -301,8 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
-    let config = Arc::clone(&state.ctx.config);
+async fn serve(state: Arc<AppState>, cli: &Cli, store: &ModelStore) -> anyhow::Result<()> {
     state.ctx.registry.spawn_scheduler();
     spawn_readiness(Arc::clone(&state));
 
@@ -315,7 +319,7 @@ async fn serve(state: Arc<AppState>, cli: &Cli) -> anyhow::Result<()> {
         tls = state.web.current().tls.is_some(),
         auth = state.web.current().auth.enabled(),
         backend = %cli.backend,
-        model_dir = %app::model_dir(&config, &cli.model_dir).display(),
+        model_store = %store,
         "promcast listening"
     );
     server::serve(listener, state, shutdown_signal()).await;
@@ -415,7 +419,7 @@ mod tests {
         let flags = [
             "--config.file=promcast.yml",
             "--upstream.url=http://prometheus:9090",
-            "--model.dir=/var/lib/promcast",
+            "--model.store=s3://models/promcast",
             "--backend=ndarray",
             "--log.level=debug",
             "--log.format=json",
@@ -423,14 +427,22 @@ mod tests {
         ];
         let before = [&["promcast"][..], &flags, &["forecast", "up"]].concat();
         let after = [&["promcast", "forecast", "up"][..], &flags].concat();
-        for args in [before, after] {
+        // The flag's earlier name still works.
+        let old_name = before
+            .iter()
+            .map(|a| a.replace("--model.store", "--model.dir"));
+        for args in [
+            before.iter().map(|a| a.to_string()).collect(),
+            after.iter().map(|a| a.to_string()).collect(),
+            old_name.collect::<Vec<String>>(),
+        ] {
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert_eq!(cli.config_file, Some(PathBuf::from("promcast.yml")));
             assert_eq!(
                 cli.upstream_url.as_ref().map(url::Url::as_str),
                 Some("http://prometheus:9090/")
             );
-            assert_eq!(cli.model_dir, PathBuf::from("/var/lib/promcast"));
+            assert_eq!(cli.model_store.as_deref(), Some("s3://models/promcast"));
             assert_eq!(cli.backend, Backend::NdArray);
             assert_eq!(cli.log_level, tracing::Level::DEBUG);
             assert_eq!(cli.log_format, LogFormat::Json);

@@ -80,6 +80,8 @@ pub struct Metrics {
     limit_rejections: Family<LimitLabel, Counter>,
     /// Requests whose handler panicked (answered 500).
     pub handler_panics: Counter,
+    model_store_conflicts: Counter,
+    model_store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -177,6 +179,18 @@ impl Metrics {
             "Requests whose handler panicked, answered with a 500: a bug, please report it",
             handler_panics.clone(),
         );
+        let model_store_conflicts = Counter::default();
+        registry.register(
+            "model_store_conflicts",
+            "Trainings discarded because another replica saved the same model generation first",
+            model_store_conflicts.clone(),
+        );
+        let model_store_errors = Counter::default();
+        registry.register(
+            "model_store_errors",
+            "Failed reads of the model store (listing or loading), tried again at the next check",
+            model_store_errors.clone(),
+        );
         let limit_rejections = Family::<LimitLabel, Counter>::default();
         registry.register(
             "limit_rejections",
@@ -200,6 +214,8 @@ impl Metrics {
             partial_answers,
             limit_rejections,
             handler_panics,
+            model_store_conflicts,
+            model_store_errors,
             http_requests,
             http_duration,
             upstream_requests,
@@ -260,6 +276,16 @@ impl Metrics {
         for (state, n) in counts {
             self.models.get_or_create(&StateLabel { state }).set(*n);
         }
+    }
+
+    /// Counts a training discarded for another replica's model.
+    pub fn model_store_conflict(&self) {
+        self.model_store_conflicts.inc();
+    }
+
+    /// Counts a failed read of the model store.
+    pub fn model_store_error(&self) {
+        self.model_store_errors.inc();
     }
 
     /// Records a finished training run (a family found too short of

@@ -32,7 +32,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::harness::{Harness, two_ports};
-use common::process::require_binary;
+use common::process::{require_binary, test_tool};
 use common::prometheus::{PROMETHEUS_BIN, PROMTOOL_BIN, run_promtool_backfill};
 use common::readme;
 use promcast::calendar::now_ms;
@@ -375,25 +375,59 @@ fn shipped_yaml_parses_and_promcast_configs_load() {
     }
 }
 
-/// The replicas' manifest keeps promcast's `cluster.replicas` equal to the
-/// StatefulSet's replica count (else families would have no trainer or
-/// two), shares one ReadWriteMany model volume, and bounds disruptions.
+/// The YAML documents of a file under deploy/.
+fn yaml_documents(path: &Path) -> Vec<serde_yaml::Value> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            serde_yaml::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// The Secret and key that a container's environment variable `name` is
+/// taken from, through `env[].valueFrom.secretKeyRef` or a whole Secret in
+/// `envFrom`.
+fn secret_of<'a>(container: &'a serde_yaml::Value, name: &str) -> Option<(&'a str, String)> {
+    let mut env = container["env"].as_sequence().into_iter().flatten();
+    if let Some(var) = env.find(|v| v["name"] == name) {
+        let secret = &var["valueFrom"]["secretKeyRef"];
+        return Some((secret["name"].as_str()?, secret["key"].as_str()?.to_owned()));
+    }
+    container["envFrom"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find_map(|source| source["secretRef"]["name"].as_str())
+        .map(|secret| (secret, name.to_owned()))
+}
+
+/// The replicas' manifest keeps its models in S3 and nothing on a shared
+/// volume, takes the S3 credentials from a Secret it ships, keeps
+/// promcast's `cluster.replicas` equal to the StatefulSet's replica count
+/// (else families would have no trainer or two), probes each pod, and
+/// bounds disruptions.
 #[test]
 fn the_replicas_manifest_agrees_with_itself() {
     let path = repo("deploy/kubernetes/replicas.yaml");
-    let text = fs::read_to_string(&path).expect("read replicas.yaml");
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML"))
-        .collect();
+    let docs = yaml_documents(&path);
     let of_kind = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind} in {}", path.display()))
     };
-    let config = of_kind("ConfigMap")["data"]["promcast.yml"]
+    let text = of_kind("ConfigMap")["data"]["promcast.yml"]
         .as_str()
         .expect("promcast.yml in the ConfigMap");
-    let config = promcast::config::Config::parse(config, "replicas.yaml").expect("config");
+    let config = promcast::config::Config::parse(text, "replicas.yaml").expect("config");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("YAML");
+    let store = yaml["model_store"]["url"].as_str().unwrap_or_default();
+    assert!(
+        store.starts_with("s3://"),
+        "the replicas share models through S3, not {store:?}"
+    );
+
     let statefulset = of_kind("StatefulSet");
     assert_eq!(
         statefulset["spec"]["replicas"].as_u64(),
@@ -404,7 +438,271 @@ fn the_replicas_manifest_agrees_with_itself() {
         config.cluster.ordinal.is_none(),
         "ordinals come from pod names"
     );
-    let claim = of_kind("PersistentVolumeClaim");
-    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteMany");
-    assert_eq!(of_kind("PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
+    let pod = &statefulset["spec"]["template"];
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "PersistentVolumeClaim")
+            && statefulset["spec"]["volumeClaimTemplates"].is_null()
+            && pod["spec"]["volumes"]
+                .as_sequence()
+                .expect("volumes")
+                .iter()
+                .all(|v| v["persistentVolumeClaim"].is_null()),
+        "no volume claim: the models are in the store"
+    );
+
+    let container = &pod["spec"]["containers"][0];
+    let secret = of_kind("Secret");
+    let secret_name = secret["metadata"]["name"].as_str().expect("Secret name");
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        let (name, key) = secret_of(container, var)
+            .unwrap_or_else(|| panic!("{var} does not come from a Secret"));
+        assert_eq!(name, secret_name, "{var} comes from the shipped Secret");
+        assert!(
+            !secret["stringData"][key.as_str()].is_null()
+                || !secret["data"][key.as_str()].is_null(),
+            "the shipped Secret has {key}, for {var}"
+        );
+    }
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/-/ready");
+
+    let budget = of_kind("PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"], statefulset["spec"]["selector"],
+        "the budget covers the StatefulSet's pods"
+    );
+}
+
+/// The files under `dir` whose names pass `keep`, sorted.
+fn files_in(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(repo(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs a validator, returning its exit status and its whole output.
+fn validate(tool: &Path, args: &[&str], files: &[PathBuf]) -> (bool, String) {
+    let output = Command::new(tool)
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", tool.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Kubernetes 1.37, the newest API schema kubernetes-validate 1.37.0 (the
+/// version tests/tools/setup pins) bundles.
+const KUBERNETES_VERSION: &str = "1.37.0";
+
+/// Every resource of every manifest in deploy/kubernetes/ is valid against
+/// the Kubernetes API schema, with unknown fields refused (`--strict`), as
+/// the API server's strict field validation would refuse them. A
+/// misspelled field in a copy of a manifest shows that the check bites.
+#[test]
+fn kubernetes_manifests_pass_the_api_schema() {
+    let tool = test_tool("kubernetes-validate");
+    let args = ["--strict", "--kubernetes-version", KUBERNETES_VERSION];
+    let manifests = files_in("deploy/kubernetes", |n| {
+        n.ends_with(".yaml") || n.ends_with(".yml")
+    });
+    assert!(manifests.len() >= 3, "{manifests:?}");
+    let (ok, text) = validate(&tool, &args, &manifests);
+    println!("{text}");
+    assert!(ok, "kubernetes-validate failed:\n{text}");
+    let resources: usize = manifests.iter().map(|m| yaml_documents(m).len()).sum();
+    assert_eq!(
+        text.matches(" passed for resource ").count(),
+        resources,
+        "every resource is validated:\n{text}"
+    );
+
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let broken = tmp.path().join("replicas.yaml");
+    let replicas = fs::read_to_string(repo("deploy/kubernetes/replicas.yaml")).expect("read");
+    assert!(replicas.contains("terminationGracePeriodSeconds:"));
+    fs::write(
+        &broken,
+        replicas.replace(
+            "terminationGracePeriodSeconds:",
+            "terminationGracePeriodSecond:",
+        ),
+    )
+    .expect("write");
+    let (ok, text) = validate(&tool, &args, &[broken]);
+    assert!(
+        !ok && text.contains("terminationGracePeriodSecond"),
+        "an unknown field is refused:\n{text}"
+    );
+}
+
+/// Every compose file in deploy/docker/ is valid against the compose-spec
+/// schema (the one `docker compose` implements); a misspelled service key
+/// in a copy shows that the check bites.
+#[test]
+fn compose_files_pass_the_compose_spec_schema() {
+    let tool = test_tool("check-jsonschema");
+    let args = ["--builtin-schema", "vendor.compose-spec"];
+    let files = files_in("deploy/docker", |n| {
+        n.starts_with("compose") && (n.ends_with(".yml") || n.ends_with(".yaml"))
+    });
+    assert!(!files.is_empty(), "no compose file in deploy/docker");
+    let (ok, text) = validate(&tool, &args, &files);
+    println!("{text}");
+    assert!(
+        ok && text.contains("ok -- validation done"),
+        "check-jsonschema failed:\n{text}"
+    );
+
+    let tmp = tempfile::tempdir().expect("create temporary directory");
+    let broken = tmp.path().join("compose.yml");
+    let compose = fs::read_to_string(&files[0]).expect("read");
+    assert!(compose.contains("\n    restart: "));
+    fs::write(
+        &broken,
+        compose.replacen("\n    restart: ", "\n    restarts: ", 1),
+    )
+    .expect("write");
+    let (ok, text) = validate(&tool, &args, &[broken]);
+    assert!(
+        !ok && text.contains("restarts"),
+        "an unknown key is refused:\n{text}"
+    );
+}
+
+/// The compose stack's parts point at each other: at least two promcast
+/// replicas, numbered 0 to N-1 out of N; their store's bucket is the one
+/// the one-shot service creates on the moto service their configuration
+/// names, and that moto is the version the tests run; Prometheus reads
+/// from and scrapes every replica.
+#[test]
+fn the_compose_stack_agrees_with_itself() {
+    let mut compose = yaml_documents(&repo("deploy/docker/compose.yml"))
+        .pop()
+        .expect("compose.yml");
+    compose.apply_merge().expect("merge keys");
+    let services = compose["services"].as_mapping().expect("services");
+    let replicas: Vec<(&str, &serde_yaml::Value)> = services
+        .iter()
+        .filter(|(_, s)| s["image"] == "promcast:local")
+        .map(|(name, s)| (name.as_str().expect("service name"), s))
+        .collect();
+    assert!(replicas.len() >= 2, "two promcast replicas or more");
+
+    let flag = |service: &serde_yaml::Value, name: &str| -> Option<u64> {
+        service["command"]
+            .as_sequence()?
+            .iter()
+            .find_map(|a| a.as_str()?.strip_prefix(&format!("--{name}=")))
+            .map(|v| v.parse().expect("a number"))
+    };
+    let mut ordinals = Vec::new();
+    for (name, service) in &replicas {
+        assert_eq!(
+            flag(service, "cluster.replicas"),
+            Some(replicas.len() as u64),
+            "{name}: --cluster.replicas is the number of replicas"
+        );
+        ordinals.push(flag(service, "cluster.ordinal").expect("--cluster.ordinal"));
+        assert_eq!(
+            service["depends_on"]["s3-bucket"]["condition"], "service_completed_successfully",
+            "{name} starts once the bucket exists"
+        );
+        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert!(service["environment"][var].is_string(), "{name}: {var}");
+        }
+    }
+    ordinals.sort_unstable();
+    assert_eq!(ordinals, (0..replicas.len() as u64).collect::<Vec<_>>());
+
+    let config: serde_yaml::Value = serde_yaml::from_str(
+        &fs::read_to_string(repo("deploy/docker/promcast.yml")).expect("read promcast.yml"),
+    )
+    .expect("YAML");
+    let store = config["model_store"]["url"]
+        .as_str()
+        .expect("model_store.url");
+    let bucket = store
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("an S3 store, not {store:?}"));
+    let endpoint = config["model_store"]["endpoint"]
+        .as_str()
+        .expect("model_store.endpoint");
+    let host = endpoint
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(':').next())
+        .expect("a plain-HTTP endpoint");
+    let image = compose["services"][host]["image"]
+        .as_str()
+        .unwrap_or_default();
+    let setup = fs::read_to_string(repo("tests/tools/setup")).expect("read tests/tools/setup");
+    let moto = setup
+        .split_once("moto[server]==")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("moto's pin in tests/tools/setup");
+    assert_eq!(
+        image,
+        format!("motoserver/moto:{moto}"),
+        "the store is the moto the tests run"
+    );
+    let create = compose["services"]["s3-bucket"]["command"]
+        .as_sequence()
+        .expect("s3-bucket's command");
+    assert!(
+        create.iter().any(|a| a == "PUT")
+            && create.iter().any(|a| *a == format!("{endpoint}/{bucket}")),
+        "s3-bucket creates {bucket} at {endpoint}: {create:?}"
+    );
+
+    let prometheus: serde_yaml::Value = serde_yaml::from_str(
+        &fs::read_to_string(repo("deploy/docker/prometheus.yml")).expect("read prometheus.yml"),
+    )
+    .expect("YAML");
+    let mut reads: Vec<&str> = prometheus["remote_read"]
+        .as_sequence()
+        .expect("remote_read")
+        .iter()
+        .inspect(|r| assert_eq!(r["read_recent"], true, "{r:?}"))
+        .map(|r| r["url"].as_str().expect("url"))
+        .collect();
+    reads.sort_unstable();
+    let job = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .find(|j| j["job_name"] == "promcast")
+        .expect("the promcast scrape job");
+    let mut scraped: Vec<&str> = job["static_configs"][0]["targets"]
+        .as_sequence()
+        .expect("targets")
+        .iter()
+        .map(|t| t.as_str().expect("target"))
+        .collect();
+    scraped.sort_unstable();
+    let mut names: Vec<&str> = replicas.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    assert_eq!(
+        reads,
+        names
+            .iter()
+            .map(|n| format!("http://{n}:9201/api/v1/read"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        scraped,
+        names
+            .iter()
+            .map(|n| format!("{n}:9201"))
+            .collect::<Vec<_>>()
+    );
 }

@@ -3,13 +3,11 @@
 //! relies on (a positive step, a window layout that fits the network).
 #![no_main]
 
-use std::path::PathBuf;
-
 use promcast::model::store::parse_meta;
 use promcast_fuzz::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(meta) = parse_meta(data, "cpu", PathBuf::from("cpu.json")) {
+    if let Ok(meta) = parse_meta(data, "cpu", "cpu.json") {
         assert!(meta.step_ms > 0);
         assert_eq!(meta.spec.window, meta.shape.window);
         assert_eq!(meta.spec.outputs, meta.shape.horizon_steps);

@@ -31,8 +31,11 @@ fn server() -> &'static (tokio::runtime::Runtime, Arc<AppState>) {
         // 25 s timeout: a legal query may ask for a month of many families,
         // which the server answers within its request deadline, but not
         // in one fuzzing unit.
-        let config = Config::parse(LIMITS, "fuzz limits").expect("the limits parse");
-        let ctx = promcast::app::build(config, models, Backend::Flex).expect("the demo");
+        let mut config = Config::parse(LIMITS, "fuzz limits").expect("the limits parse");
+        config.model_store.url = models.display().to_string();
+        let ctx = runtime
+            .block_on(promcast::app::build(config, Backend::Flex))
+            .expect("the demo");
         ctx.registry.disable_on_demand_training();
         let state = Arc::new(AppState::new(ctx, None).expect("the server state"));
         (runtime, state)

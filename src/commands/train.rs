@@ -1,5 +1,5 @@
 //! `promcast train [FAMILY...]`: trains families now, from the upstream,
-//! saves the models to the model directory, and prints a summary table.
+//! saves the models to the model store, and prints a summary table.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,8 +34,50 @@ pub struct Config {
     pub limits: Limits,
     /// TLS and authentication of promcast's own endpoints.
     pub web: WebConfig,
-    /// Replicas sharing the model directory, and which one this is.
+    /// Replicas sharing the model store, and which one this is.
     pub cluster: crate::cluster::ClusterConfig,
+    /// Where trained models are kept.
+    pub model_store: ModelStoreConfig,
+}
+
+/// Where trained models are kept: a directory (the default) or an S3
+/// bucket that replicas share. Every S3 setting defaults to the standard
+/// AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, and
+/// the web-identity and container credentials of EKS and ECS).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelStoreConfig {
+    /// A directory, or `s3://bucket/prefix`; `--model.store` overrides it.
+    pub url: String,
+    /// An S3-compatible server's URL, instead of AWS's.
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: `AWS_REGION`, else us-east-1).
+    pub region: Option<String>,
+    /// Allows an `http://` endpoint.
+    pub allow_http: Option<bool>,
+    /// Addresses the bucket as `bucket.endpoint` rather than
+    /// `endpoint/bucket` (path style, which S3-compatible servers need).
+    pub virtual_hosted_style: bool,
+    /// Access key, where the environment has none.
+    pub access_key_id: Option<String>,
+    /// Secret key, where the environment has none; better kept there (a
+    /// Kubernetes Secret) than in this file.
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for ModelStoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "data/models".to_owned(),
+            endpoint: None,
+            region: None,
+            allow_http: None,
+            virtual_hosted_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
 }
 
 /// Bounds that keep a slow upstream or a huge query from hurting Prometheus
@@ -498,6 +540,9 @@ impl Config {
         }
         if let Some(tls) = &self.web.tls_server_config {
             check_tls("web.tls_server_config", tls)?;
+        }
+        if let Err(e) = crate::model::store::ModelStore::open(&self.model_store) {
+            return Err(("model_store.url".into(), e.to_string()));
         }
         let cluster = &self.cluster;
         if cluster.replicas == 0 {

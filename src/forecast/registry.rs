@@ -1,4 +1,4 @@
-//! Per-family model state: models loaded from the model directory at
+//! Per-family model state: models loaded from the model store at
 //! start, trained in the background on first use and retrained on a
 //! schedule. A query never waits for training: it gets whatever predictor
 //! is current, the seasonal baseline until a model is ready.
@@ -9,7 +9,6 @@
 //! newly scraped metric would otherwise raise the failure alerts).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use super::{Baseline, Cache, Predictor, ServedModel};
 use crate::calendar::{now_ms, rfc3339};
 use crate::cluster::Trainer;
 use crate::config::Config;
-use crate::model::store;
+use crate::model::store::{Head, ModelStore, StoreError};
 use crate::model::train::{Epoch, Shortfall, TrainError};
 use crate::telemetry::Metrics;
 use crate::upstream::{FamilySource, TrainingCaps, TrainingHistory, Upstream};
@@ -96,10 +95,10 @@ struct Entry {
     retry_at_ms: i64,
     /// The last finished epoch of the run under way.
     progress: Option<Epoch>,
-    /// Whether the model served was loaded from the model directory rather
+    /// Whether the model served was loaded from the model store rather
     /// than trained by this process.
     from_store: bool,
-    /// When the newest model in the directory was trained (Unix ms).
+    /// When the newest model in the store was trained (Unix ms).
     saved_at_ms: Option<i64>,
     /// When the family was first asked for (Unix ms).
     first_asked_ms: i64,
@@ -145,6 +144,9 @@ enum Outcome {
     Trained(Box<ServedModel>),
     /// Too little history: not a failure, a time to try again.
     Waiting(Shortfall),
+    /// Another replica saved this generation first: the result is
+    /// discarded for the winner's.
+    Superseded(u64),
     Failed(anyhow::Error),
 }
 
@@ -152,10 +154,15 @@ impl From<anyhow::Result<ServedModel>> for Outcome {
     fn from(result: anyhow::Result<ServedModel>) -> Self {
         match result {
             Ok(model) => Outcome::Trained(Box::new(model)),
-            Err(e) => match e.downcast_ref::<TrainError>() {
-                Some(TrainError::NotEnoughHistory(shortfall)) => Outcome::Waiting(*shortfall),
-                _ => Outcome::Failed(e),
-            },
+            Err(e) => {
+                if let Some(TrainError::NotEnoughHistory(shortfall)) = e.downcast_ref() {
+                    Outcome::Waiting(*shortfall)
+                } else if let Some(StoreError::Superseded { current, .. }) = e.downcast_ref() {
+                    Outcome::Superseded(*current)
+                } else {
+                    Outcome::Failed(e)
+                }
+            }
         }
     }
 }
@@ -208,7 +215,7 @@ pub struct ModelStatus {
     /// trains the family, `here` or `replica N`.
     pub trainer: Option<String>,
     /// Where the model served comes from: `trained` by this process, or
-    /// `loaded` from the model directory (at start, or saved since by
+    /// `loaded` from the model store (at start, or saved since by
     /// another process, noticed within a scheduler tick of 30 s).
     pub origin: Option<&'static str>,
     /// Epochs run.
@@ -235,7 +242,7 @@ pub struct Registry {
     config: Arc<Config>,
     upstream: Arc<Upstream>,
     device: Device,
-    dir: PathBuf,
+    store: ModelStore,
     metrics: Arc<Metrics>,
     cache: Arc<Cache>,
     entries: Mutex<BTreeMap<String, Entry>>,
@@ -247,12 +254,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry over the model directory `dir`.
+    /// A registry over the model store `store`.
     pub fn new(
         config: Arc<Config>,
         upstream: Arc<Upstream>,
         device: Device,
-        dir: PathBuf,
+        store: ModelStore,
         metrics: Arc<Metrics>,
         cache: Arc<Cache>,
     ) -> Self {
@@ -260,7 +267,7 @@ impl Registry {
             config,
             upstream,
             device,
-            dir,
+            store,
             metrics,
             cache,
             entries: Mutex::new(BTreeMap::new()),
@@ -275,58 +282,74 @@ impl Registry {
 
     /// Loads every saved model newer than the one served: at start all of
     /// them, then, from the scheduler, those another process (`promcast
-    /// train`, another replica) saved since. Unreadable or corrupt models
-    /// are moved aside; a family without a model then retrains.
-    pub fn load_saved(&self) {
-        for family in store::list(&self.dir) {
-            let served = self.lock().get(&family).map_or((false, 0), |e| {
-                (e.running, e.model.as_ref().map_or(0, |m| m.meta.version))
-            });
-            let saved = store::load_meta(&self.dir, &family);
-            if let Ok(meta) = &saved {
-                self.lock().entry(family.clone()).or_default().saved_at_ms =
-                    Some(meta.trained_at_ms);
-            }
-            let newer = saved.map_or(true, |m| m.version > served.1);
-            // A run here installs what it saves.
-            if served.0 || !newer {
-                continue;
-            }
-            match store::load(&self.dir, &family, &self.device) {
-                Ok(stored) => {
-                    let version = stored.meta.version;
-                    let model = Arc::new(ServedModel {
-                        meta: stored.meta,
-                        net: stored.net,
-                        device: self.device.clone(),
-                    });
-                    let mut entries = self.lock();
-                    let entry = entries.entry(family.clone()).or_default();
-                    if entry
-                        .model
-                        .as_ref()
-                        .is_some_and(|m| m.meta.version >= version)
-                    {
-                        continue;
-                    }
-                    tracing::info!(
-                        family,
-                        version,
-                        replaces = served.1,
-                        "loaded model from the model directory"
-                    );
-                    entry.model = Some(model);
-                    entry.from_store = true;
-                    drop(entries);
-                    self.cache.evict_family(&family);
+    /// train`, another replica) saved since. Corrupt models are moved
+    /// aside (the family then retrains); a store out of reach is tried
+    /// again at the next tick.
+    pub async fn load_saved(&self) {
+        match self.store.heads().await {
+            Ok(heads) => {
+                for head in heads {
+                    self.load_newer(head).await;
                 }
-                Err(e) => {
-                    tracing::warn!(family, error = %e, "model unusable, moved aside; the family will retrain");
-                    store::quarantine(&self.dir, &family);
-                }
+            }
+            Err(e) => {
+                self.metrics.model_store_error();
+                tracing::warn!(store = %self.store, error = %e, "could not list the model store; trying again in 30 s");
             }
         }
         self.update_gauges();
+    }
+
+    async fn load_newer(&self, Head { family, saved }: Head) {
+        let served = self.lock().get(&family).map_or((false, 0), |e| {
+            (e.running, e.model.as_ref().map_or(0, |m| m.meta.version))
+        });
+        if let Ok(saved) = &saved {
+            self.lock().entry(family.clone()).or_default().saved_at_ms = Some(saved.trained_at_ms);
+        }
+        let newer = saved.map_or(true, |s| s.version > served.1);
+        // A run here installs what it saves.
+        if served.0 || !newer {
+            return;
+        }
+        match self.store.load(&family, &self.device).await {
+            Ok(stored) => {
+                let version = stored.meta.version;
+                let model = Arc::new(ServedModel {
+                    meta: stored.meta,
+                    net: stored.net,
+                    device: self.device.clone(),
+                });
+                let mut entries = self.lock();
+                let entry = entries.entry(family.clone()).or_default();
+                if entry
+                    .model
+                    .as_ref()
+                    .is_some_and(|m| m.meta.version >= version)
+                {
+                    return;
+                }
+                tracing::info!(
+                    family,
+                    version,
+                    replaces = served.1,
+                    store = %self.store,
+                    "loaded model from the model store"
+                );
+                entry.model = Some(model);
+                entry.from_store = true;
+                drop(entries);
+                self.cache.evict_family(&family);
+            }
+            Err(e) if e.is_corrupt() => {
+                tracing::warn!(family, error = %e, "model unusable, moved aside; the family will retrain");
+                self.store.quarantine(&family).await;
+            }
+            Err(e) => {
+                self.metrics.model_store_error();
+                tracing::warn!(family, error = %e, "could not load the saved model; trying again in 30 s");
+            }
+        }
     }
 
     /// Families known to the registry, the configuration and the upstream.
@@ -427,8 +450,7 @@ impl Registry {
             let mut tick = tokio::time::interval(SCHEDULE_TICK);
             loop {
                 tick.tick().await;
-                let loader = Arc::clone(&me);
-                let _ = tokio::task::spawn_blocking(move || loader.load_saved()).await;
+                me.load_saved().await;
                 let now = now_ms();
                 let interval = me.config.defaults.retrain_interval.as_millis_i64();
                 let due: Vec<String> = {
@@ -481,8 +503,10 @@ impl Registry {
         match &outcome {
             Outcome::Trained(_) => self.metrics.training_run(true, seconds),
             Outcome::Failed(_) => self.metrics.training_run(false, seconds),
+            Outcome::Superseded(_) => self.metrics.model_store_conflict(),
             Outcome::Waiting(_) => {}
         }
+        let superseded = matches!(outcome, Outcome::Superseded(_));
         {
             let mut entries = self.lock();
             let entry = entries.entry(family.clone()).or_default();
@@ -523,6 +547,13 @@ impl Registry {
                     entry.error = None;
                     entry.failures = 0;
                 }
+                Outcome::Superseded(current) => {
+                    tracing::info!(
+                        family,
+                        current,
+                        "another replica saved this generation first; this training is discarded and its model loaded"
+                    );
+                }
                 Outcome::Failed(e) => {
                     entry.failures += 1;
                     let delay = retry_delay_ms(entry.failures);
@@ -533,6 +564,9 @@ impl Registry {
             }
         }
         self.cache.evict_family(&family);
+        if superseded {
+            self.load_saved().await;
+        }
         self.update_gauges();
     }
 
@@ -563,12 +597,13 @@ impl Registry {
             anyhow::bail!("the upstream has no series for {family:?} in the training window");
         }
         let current = self.lock().get(family).and_then(|e| e.model.clone());
+        // The generation this training becomes, fixed now: in an object
+        // store, it is saved only if nobody saved it (or a later one) in
+        // the meantime.
+        let stored = self.store.generation(family).await?;
         let plan = TrainingPlan {
             family: family.to_owned(),
-            version: current.as_ref().map_or_else(
-                || store::load_meta(&self.dir, family).map_or(0, |m| m.version),
-                |m| m.meta.version,
-            ) + 1,
+            version: current.as_ref().map_or(0, |m| m.meta.version).max(stored) + 1,
             step_ms: self.config.step(family).map(|s| s.as_millis_i64()),
             lookback_ms: self.config.defaults.lookback.as_millis_i64(),
             max_horizon_ms: self.config.max_horizon(family).as_millis_i64(),
@@ -576,20 +611,23 @@ impl Registry {
             warm_start: current.map(|m| (m.meta.shape, m.net.clone())),
         };
         let device = self.device.clone();
-        let dir = self.dir.clone();
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        let (mut meta, net) = tokio::task::spawn_blocking(move || {
             let progress = |epoch: Epoch| {
                 if let Some(entry) = me.lock().get_mut(&plan.family) {
                     entry.progress = Some(epoch);
                 }
             };
-            let (mut meta, net) = fit(&plan, &history, (start, end), &device, &progress)?;
-            meta.series_available = available;
-            let meta = store::save(&dir, &net, meta)?;
-            Ok(ServedModel { meta, net, device })
+            fit(&plan, &history, (start, end), &device, &progress)
         })
-        .await?
+        .await??;
+        meta.series_available = available;
+        let meta = self.store.save(&net, meta).await?;
+        Ok(ServedModel {
+            meta,
+            net,
+            device: self.device.clone(),
+        })
     }
 
     fn update_gauges(&self) {
@@ -696,7 +734,7 @@ mod tests {
             Arc::new(config),
             Arc::new(upstream),
             Device::flex(),
-            dir.path().to_owned(),
+            ModelStore::Directory(dir.path().to_owned()),
             metrics,
             Arc::new(Cache::new(1024)),
         ))
@@ -862,16 +900,83 @@ mod tests {
             Predictor::Model(m) => m.meta.version,
             Predictor::Baseline(_) => 0,
         };
-        store::save(dir.path(), &net, store::tests::meta(spec, 1)).unwrap();
-        registry.load_saved();
+        let store = ModelStore::Directory(dir.path().to_owned());
+        let meta = crate::model::store::tests::meta;
+        store.save(&net, meta(spec, 1)).await.unwrap();
+        registry.load_saved().await;
         assert_eq!(served(&registry), 1);
-        store::save(dir.path(), &net, store::tests::meta(spec, 5)).unwrap();
-        registry.load_saved();
+        store.save(&net, meta(spec, 5)).await.unwrap();
+        registry.load_saved().await;
         assert_eq!(served(&registry), 5);
         let status = registry.statuses().pop().unwrap();
         assert_eq!(status.origin, Some("loaded"));
-        registry.load_saved();
+        registry.load_saved().await;
         assert_eq!(served(&registry), 5);
+    }
+
+    /// Two trainers of one family on one bucket (two replicas that both
+    /// believe they train it) race for its first generation: one saves it,
+    /// the other discards its result, counts the conflict and serves the
+    /// winner's model, the same bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_raced_generation_is_saved_once_and_the_loser_counted() {
+        const FAMILY: &str = "demo_cpu_usage_percent";
+        let moto = crate::model::store::moto().await;
+        let config = Config::parse(
+            "model:\n  hidden: 4\n  max_epochs: 1\n  windows_per_epoch: 64\n  patience: 1\n",
+            "test",
+        )
+        .unwrap();
+        let replicas: Vec<(Arc<Registry>, Arc<Metrics>)> = (0..2)
+            .map(|_| {
+                let metrics = Arc::new(Metrics::new());
+                let store = ModelStore::open(&moto.config("race")).unwrap();
+                let registry = Arc::new(Registry::new(
+                    Arc::new(config.clone()),
+                    Arc::new(Upstream::demo(Arc::clone(&metrics))),
+                    Device::flex(),
+                    store,
+                    Arc::clone(&metrics),
+                    Arc::new(Cache::new(1024)),
+                ));
+                (registry, metrics)
+            })
+            .collect();
+        let runs = replicas.iter().map(|(registry, _)| {
+            let registry = Arc::clone(registry);
+            tokio::spawn(async move { registry.train_now(FAMILY).await.unwrap() })
+        });
+        let mut statuses = Vec::new();
+        for run in runs.collect::<Vec<_>>() {
+            statuses.push(run.await.unwrap());
+        }
+        let conflicts: Vec<bool> = replicas
+            .iter()
+            .map(|(_, metrics)| {
+                metrics
+                    .encode()
+                    .contains("promcast_model_store_conflicts_total 1")
+            })
+            .collect();
+        assert_eq!(
+            conflicts.iter().filter(|c| **c).count(),
+            1,
+            "one loser: {conflicts:?}"
+        );
+        let mut origins: Vec<_> = statuses.iter().map(|s| (s.version, s.origin)).collect();
+        origins.sort();
+        assert_eq!(origins, [(1, Some("loaded")), (1, Some("trained"))]);
+        let weights: Vec<Vec<u8>> = replicas
+            .iter()
+            .map(|(registry, _)| match registry.predictor(FAMILY) {
+                Predictor::Model(m) => m.net.to_bytes().unwrap().to_vec(),
+                Predictor::Baseline(_) => panic!("no model served"),
+            })
+            .collect();
+        assert!(
+            weights[0] == weights[1],
+            "the replicas serve different weights"
+        );
     }
 
     /// Among three replicas, only the family's first-ranked one trains it;

@@ -65,7 +65,10 @@ mod tests {
         let mut config = Config::default();
         config.upstream.url = upstream.map(|u| u.parse().expect("URL"));
         let dir = tempfile::tempdir().expect("temporary directory");
-        let ctx = crate::app::build(config, dir.path().to_owned(), Backend::Flex).expect("build");
+        config.model_store.url = dir.path().display().to_string();
+        let ctx = crate::app::build(config, Backend::Flex)
+            .await
+            .expect("build");
         let state = AppState::new(ctx, None).expect("state");
         let response = metrics(&state).await;
         let status = response.status();

@@ -87,6 +87,22 @@ pub fn require_binary(path: &str) {
     );
 }
 
+/// A command-line tool that `tests/tools/setup` installs into
+/// target/test-tools (moto, the schema validators): its absence fails the
+/// test, as a missing Prometheus does, rather than skipping the check.
+#[allow(dead_code)] // suites without Python tools
+pub fn test_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/bin")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run tests/tools/setup (it installs the pinned Python tools the tests use)",
+        path.display()
+    );
+    path
+}
+
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

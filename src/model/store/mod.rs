@@ -1,12 +1,24 @@
-//! Model persistence: one burnpack file and one JSON metadata file per
-//! family under the model directory. The metadata names the versioned
-//! weights file and its SHA-256, and is renamed into place last, so a crash
-//! mid-save leaves the previous model intact and a corrupt weights file is
-//! detected at load instead of served.
+//! Model persistence: a family's model is its metadata (JSON) and its
+//! weights (burnpack), in a local directory or an S3 bucket. The metadata
+//! names the weights and their SHA-256, so that a corrupt or truncated
+//! file is detected at load instead of served, and is moved aside (the
+//! family then retrains).
+//!
+//! [`directory`] keeps one metadata file per family, renamed into place
+//! after its weights, under a per-family lock, so that a server and
+//! `promcast train` can share it. [`object`] writes every model as
+//! immutable objects and moves a per-family pointer with a conditional
+//! write, so that replicas on one bucket never interleave two trainers'
+//! results (see its documentation).
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod directory;
+mod object;
+
+#[cfg(test)]
+pub(crate) use object::tests::moto;
+
+use std::fmt;
+use std::path::PathBuf;
 
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
@@ -15,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::network::{LstmNet, NetSpec};
 use super::train::Report;
 use super::window::{FEATURES, MAX_HORIZON_STEPS, Shape};
+use crate::config::ModelStoreConfig;
 
 /// Bumped when the saved layout changes incompatibly. 3: windows cut into
 /// shared passes (`Shape::segment`); a model trained on fixed windows must
@@ -28,7 +41,8 @@ pub struct ModelMeta {
     pub format: u32,
     /// The family the model serves.
     pub family: String,
-    /// Increases by one with every training of the family.
+    /// Increases with every training of the family; in an object store,
+    /// the generation its pointer names.
     pub version: u64,
     /// When training finished (Unix ms).
     pub trained_at_ms: i64,
@@ -49,7 +63,7 @@ pub struct ModelMeta {
     pub series_available: usize,
     /// Training measurements, including the interval calibration.
     pub report: Report,
-    /// Weights file name, relative to the model directory.
+    /// Weights file name, beside the metadata (see [`weights_name`]).
     pub weights: String,
     /// SHA-256 of the weights file, hex.
     pub sha256: String,
@@ -66,114 +80,217 @@ pub struct StoredModel {
 /// Why a model could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {error}")]
+    #[error("{location}: {error}")]
     Io {
-        path: PathBuf,
+        location: String,
         error: std::io::Error,
     },
-    #[error("{path}: invalid metadata: {error}")]
+    #[error("{location}: {error}")]
+    Object {
+        location: String,
+        error: object_store::Error,
+    },
+    #[error("{location}: invalid metadata: {error}")]
     Meta {
-        path: PathBuf,
+        location: String,
         error: serde_json::Error,
     },
-    #[error("{path}: unsupported model format {found} (this promcast reads {FORMAT})")]
-    Format { path: PathBuf, found: u32 },
-    #[error("{path}: checksum mismatch (file is corrupt or truncated)")]
-    Checksum { path: PathBuf },
-    #[error("{path}: weights do not fit the recorded network: {reason}")]
-    Weights { path: PathBuf, reason: String },
-    #[error("{path}: inconsistent metadata: {reason}")]
-    Inconsistent { path: PathBuf, reason: String },
+    #[error("{location}: unsupported model format {found} (this promcast reads {FORMAT})")]
+    Format { location: String, found: u32 },
+    #[error("{location}: checksum mismatch (file is corrupt or truncated)")]
+    Checksum { location: String },
+    #[error("{location}: weights do not fit the recorded network: {reason}")]
+    Weights { location: String, reason: String },
+    #[error("{location}: inconsistent metadata: {reason}")]
+    Inconsistent { location: String, reason: String },
+    /// Another trainer saved this generation or a later one first: this
+    /// result is discarded (the fencing of [`object`]).
+    #[error(
+        "{family}: generation {generation} lost to generation {current}, saved first by another trainer"
+    )]
+    Superseded {
+        family: String,
+        generation: u64,
+        current: u64,
+    },
+    #[error("model store {url:?}: {reason}")]
+    Url { url: String, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |error| StoreError::Io {
-        path: path.to_owned(),
-        error,
+impl StoreError {
+    /// Whether the stored model itself is unusable (and should be moved
+    /// aside so that the family retrains), rather than out of reach for
+    /// now (a network error, a full disk): those are retried as they are.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            StoreError::Io { error, .. } => error.kind() == std::io::ErrorKind::NotFound,
+            StoreError::Object { error, .. } => {
+                matches!(error, object_store::Error::NotFound { .. })
+            }
+            StoreError::Meta { .. }
+            | StoreError::Format { .. }
+            | StoreError::Checksum { .. }
+            | StoreError::Weights { .. }
+            | StoreError::Inconsistent { .. } => true,
+            StoreError::Superseded { .. } | StoreError::Url { .. } => false,
+        }
     }
 }
 
-/// Path of a family's metadata file.
-pub fn meta_path(dir: &Path, family: &str) -> PathBuf {
-    dir.join(format!("{family}.json"))
+/// Where models are kept: `--model.store` (or `model_store.url`).
+#[derive(Debug, Clone)]
+pub enum ModelStore {
+    /// A local (or shared) directory.
+    Directory(PathBuf),
+    /// A prefix of an S3 bucket.
+    Object(object::Bucket),
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file of a name no
-/// other writer uses, fsync, rename, and an fsync of the directory, so
-/// that the rename itself survives a crash.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let unique = format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let tmp = path.with_file_name(unique);
-    let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io {
-            path: path.to_owned(),
-            error,
-        });
+/// The newest usable model of a family in the store, as far as its
+/// metadata (or pointer) says without loading it.
+#[derive(Debug)]
+pub struct Head {
+    /// The family.
+    pub family: String,
+    /// Its version and training time, or why they could not be read.
+    pub saved: Result<Saved, StoreError>,
+}
+
+/// A saved model's version and training time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// The model's version (generation).
+    pub version: u64,
+    /// When its training finished (Unix ms).
+    pub trained_at_ms: i64,
+}
+
+impl ModelStore {
+    /// The store `config.url` names: `s3://bucket/prefix` (or `s3a://`),
+    /// or else a directory.
+    pub fn open(config: &ModelStoreConfig) -> Result<Self, StoreError> {
+        let url = config.url.as_str();
+        match url.split_once("://") {
+            Some(("s3" | "s3a", _)) => Ok(Self::Object(object::Bucket::open(config)?)),
+            Some((scheme, _)) if !scheme.contains(['/', '\\']) => Err(StoreError::Url {
+                url: url.to_owned(),
+                reason: format!(
+                    "unsupported scheme {scheme:?}: use a directory or s3://bucket/prefix"
+                ),
+            }),
+            _ => Ok(Self::Directory(PathBuf::from(url))),
+        }
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
 
-/// Holds a family's lock file (`<family>.lock`), exclusively to change its
-/// model, shared to read it: a server and `promcast train` on one
-/// directory take turns, and a reader never sees weights a writer is
-/// about to delete. The lock goes with the file, when it is dropped.
-struct FamilyLock {
-    _file: Option<fs::File>,
-}
+    /// The store's `name` folder (prefix), for models kept apart.
+    pub fn sub(&self, name: &str) -> Self {
+        match self {
+            Self::Directory(dir) => Self::Directory(dir.join(name)),
+            Self::Object(bucket) => Self::Object(bucket.sub(name)),
+        }
+    }
 
-impl FamilyLock {
-    fn take(dir: &Path, family: &str, exclusive: bool) -> Result<Self, StoreError> {
-        let path = dir.join(format!("{family}.lock"));
-        let open = |create: bool| {
-            fs::OpenOptions::new()
-                .read(true)
-                .write(create)
-                .create(create)
-                .truncate(false)
-                .open(&path)
+    /// Saves `net` with `meta`, whose `weights` and `sha256` are filled in
+    /// here. A directory saves it above every version saved before; an
+    /// object store saves it as generation `meta.version` or not at all
+    /// ([`StoreError::Superseded`]).
+    pub async fn save(&self, net: &LstmNet, meta: ModelMeta) -> Result<ModelMeta, StoreError> {
+        let bytes = net.to_bytes().map_err(|reason| StoreError::Weights {
+            location: format!("{self}/{}", meta.family),
+            reason,
+        })?;
+        match self {
+            Self::Directory(dir) => {
+                let dir = dir.clone();
+                blocking(move || directory::save(&dir, &bytes, meta)).await
+            }
+            Self::Object(bucket) => bucket.save(bytes.to_vec(), meta).await,
+        }
+    }
+
+    /// Loads a family's model onto `device`, verifying the weights'
+    /// checksum.
+    pub async fn load(&self, family: &str, device: &Device) -> Result<StoredModel, StoreError> {
+        let (meta, bytes, location) = match self {
+            Self::Directory(dir) => {
+                let (dir, family) = (dir.clone(), family.to_owned());
+                blocking(move || directory::read(&dir, &family)).await?
+            }
+            Self::Object(bucket) => bucket.read(family).await?,
         };
-        let file = match open(exclusive) {
-            Err(e) if !exclusive && e.kind() == std::io::ErrorKind::NotFound => open(true),
-            opened => opened,
-        };
-        let file = match file {
-            Ok(file) => file,
-            // A reader of a directory it may not write (a read-only
-            // volume): nobody can be saving there, nothing to lock.
-            Err(e) if !exclusive && is_read_only(&e) => return Ok(Self { _file: None }),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let locked = if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        };
-        locked.map_err(io(&path))?;
-        Ok(Self { _file: Some(file) })
+        if sha256_hex(&bytes) != meta.sha256 {
+            return Err(StoreError::Checksum { location });
+        }
+        let net = LstmNet::from_bytes(meta.spec, device, Bytes::from_bytes_vec(bytes))
+            .map_err(|reason| StoreError::Weights { location, reason })?;
+        Ok(StoredModel { meta, net })
+    }
+
+    /// Every family with a usable model saved (its head unreadable where
+    /// its metadata is broken), by name.
+    pub async fn heads(&self) -> Result<Vec<Head>, StoreError> {
+        match self {
+            Self::Directory(dir) => {
+                let dir = dir.clone();
+                Ok(blocking(move || directory::heads(&dir)).await)
+            }
+            Self::Object(bucket) => bucket.heads().await,
+        }
+    }
+
+    /// The highest version a family has had in the store, moved aside or
+    /// not (0: none), for the next training to count from.
+    pub async fn generation(&self, family: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Directory(dir) => {
+                let (dir, family) = (dir.clone(), family.to_owned());
+                blocking(move || directory::generation(&dir, &family)).await
+            }
+            Self::Object(bucket) => bucket.generation(family).await,
+        }
+    }
+
+    /// Deletes a family's saved model, and those moved aside as corrupt.
+    /// Returns the names of the files (objects) removed, none when nothing
+    /// was saved.
+    pub async fn remove(&self, family: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Directory(dir) => {
+                let (dir, family) = (dir.clone(), family.to_owned());
+                blocking(move || directory::remove(&dir, &family)).await
+            }
+            Self::Object(bucket) => bucket.remove(family).await,
+        }
+    }
+
+    /// Moves a family's unusable model aside, kept for inspection, so that
+    /// the family retrains.
+    pub async fn quarantine(&self, family: &str) {
+        match self {
+            Self::Directory(dir) => {
+                let (dir, family) = (dir.clone(), family.to_owned());
+                blocking(move || directory::quarantine(&dir, &family)).await;
+            }
+            Self::Object(bucket) => bucket.quarantine(family).await,
+        }
     }
 }
 
-fn is_read_only(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-    )
+impl fmt::Display for ModelStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Directory(dir) => write!(f, "{}", dir.display()),
+            Self::Object(bucket) => write!(f, "{bucket}"),
+        }
+    }
+}
+
+/// Runs a file-system operation on a blocking thread, passing its panic on.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -183,52 +300,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Saves `net` with `meta` (whose `weights` and `sha256` are filled in
-/// here), replacing the family's previous model only once both files are
-/// complete. The version saved is above every version saved before, even
-/// when another process saved one since `meta` was made.
-pub fn save(dir: &Path, net: &LstmNet, mut meta: ModelMeta) -> Result<ModelMeta, StoreError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let _lock = FamilyLock::take(dir, &meta.family, true)?;
-    let previous = load_meta(dir, &meta.family).ok();
-    if let Some(previous) = &previous {
-        meta.version = meta.version.max(previous.version + 1);
-    }
-    let weights_file = weights_name(&meta.family, meta.version);
-    let weights_path = dir.join(&weights_file);
-    let bytes = net.to_bytes().map_err(|reason| StoreError::Weights {
-        path: weights_path.clone(),
-        reason,
-    })?;
-    write_atomic(&weights_path, &bytes)?;
-    meta.format = FORMAT;
-    meta.weights = weights_file;
-    meta.sha256 = sha256_hex(&bytes);
-    let meta_file = meta_path(dir, &meta.family);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|error| StoreError::Meta {
-        path: meta_file.clone(),
-        error,
-    })?;
-    write_atomic(&meta_file, &json)?;
-    if let Some(old) = previous.filter(|old| old.weights != meta.weights) {
-        // Best effort: a leftover old weights file wastes space, nothing more.
-        let _ = fs::remove_file(dir.join(old.weights));
-    }
-    Ok(meta)
-}
-
-/// Reads a family's metadata.
-pub fn load_meta(dir: &Path, family: &str) -> Result<ModelMeta, StoreError> {
-    let path = meta_path(dir, family);
-    let text = fs::read(&path).map_err(io(&path))?;
-    parse_meta(&text, family, path)
-}
-
-/// Parses and checks the metadata of `family`'s model, read from `path`
+/// Parses and checks the metadata of `family`'s model, read from `location`
 /// (named in errors).
-pub fn parse_meta(text: &[u8], family: &str, path: PathBuf) -> Result<ModelMeta, StoreError> {
+pub fn parse_meta(text: &[u8], family: &str, location: &str) -> Result<ModelMeta, StoreError> {
     let meta_error = |error| StoreError::Meta {
-        path: path.clone(),
+        location: location.to_owned(),
         error,
     };
     // The format first: an older layout may lack fields this one needs,
@@ -240,13 +316,16 @@ pub fn parse_meta(text: &[u8], family: &str, path: PathBuf) -> Result<ModelMeta,
     let Format { format } = serde_json::from_slice(text).map_err(meta_error)?;
     if format != FORMAT {
         return Err(StoreError::Format {
-            path,
+            location: location.to_owned(),
             found: format,
         });
     }
     let meta: ModelMeta = serde_json::from_slice(text).map_err(meta_error)?;
     meta.check(family)
-        .map_err(|reason| StoreError::Inconsistent { path, reason })?;
+        .map_err(|reason| StoreError::Inconsistent {
+            location: location.to_owned(),
+            reason,
+        })?;
     Ok(meta)
 }
 
@@ -348,11 +427,12 @@ impl ModelMeta {
                 ),
             ),
             (
-                self.weights == weights_name(family, self.version),
+                is_weights_name(&self.weights, family, self.version),
                 format!(
-                    "weights file {:?}, not {:?}",
+                    "weights file {:?}, not {:?} or {:?}",
                     self.weights,
-                    weights_name(family, self.version)
+                    weights_name(family, self.version, None),
+                    weights_name(family, self.version, Some("<16 hex digits>"))
                 ),
             ),
         ];
@@ -363,110 +443,36 @@ impl ModelMeta {
     }
 }
 
-/// The weights file of a family's model version.
-fn weights_name(family: &str, version: u64) -> String {
-    format!("{family}.v{version}.bpk")
-}
-
-/// Loads a family's model onto `device`, verifying the weights' checksum.
-pub fn load(dir: &Path, family: &str, device: &Device) -> Result<StoredModel, StoreError> {
-    let _lock = FamilyLock::take(dir, family, false)?;
-    let meta = load_meta(dir, family)?;
-    let path = dir.join(&meta.weights);
-    let bytes = fs::read(&path).map_err(io(&path))?;
-    if sha256_hex(&bytes) != meta.sha256 {
-        return Err(StoreError::Checksum { path });
+/// The weights file of a family's model version: `<family>.v<version>.bpk`
+/// in a directory, with the writer's `tag` before `.bpk` in an object
+/// store, where two trainers of one generation must not write one object.
+fn weights_name(family: &str, version: u64, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{family}.v{version}.{tag}.bpk"),
+        None => format!("{family}.v{version}.bpk"),
     }
-    let net = LstmNet::from_bytes(meta.spec, device, Bytes::from_bytes_vec(bytes))
-        .map_err(|reason| StoreError::Weights { path, reason })?;
-    Ok(StoredModel { meta, net })
 }
 
-/// Families with a metadata file in `dir`.
-pub fn list(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut families: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".json")
-                .map(str::to_owned)
-        })
-        .collect();
-    families.sort();
-    families
-}
-
-/// Deletes a family's saved model: its metadata and weights, and those
-/// moved aside as corrupt. Returns the names of the files removed, none
-/// when nothing was saved. The metadata goes first: a removal cut short
-/// leaves no model that would load.
-pub fn remove(dir: &Path, family: &str) -> Result<Vec<String>, StoreError> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let _lock = FamilyLock::take(dir, family, true)?;
-    let mut names = match files_of(dir, family) {
-        Ok(names) => names,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(dir)(e)),
-    };
-    let meta = format!("{family}.json");
-    names.sort_by(|a, b| (!a.starts_with(&meta), a).cmp(&(!b.starts_with(&meta), b)));
-    for name in &names {
-        let path = dir.join(name);
-        fs::remove_file(&path).map_err(io(&path))?;
-    }
-    Ok(names)
-}
-
-/// The names of `family`'s files in `dir` (see [`is_file_of`]).
-fn files_of(dir: &Path, family: &str) -> std::io::Result<Vec<String>> {
-    Ok(fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| is_file_of(name, family))
-        .collect())
-}
-
-/// Whether `file` is one of `family`'s model files: `<family>.json` or
-/// `<family>.v<version>.bpk`, either perhaps with `.corrupt` appended.
-/// Family names are metric names, which have no dots, so another family's
-/// files never match.
-fn is_file_of(file: &str, family: &str) -> bool {
-    let Some(rest) = file
-        .strip_prefix(family)
-        .and_then(|rest| rest.strip_prefix('.'))
+/// Whether `name` is a [`weights_name`] of `family`'s `version`: nothing
+/// that a hostile metadata file could point elsewhere with.
+fn is_weights_name(name: &str, family: &str, version: u64) -> bool {
+    let Some(rest) = name
+        .strip_prefix(&format!("{family}.v{version}."))
+        .and_then(|rest| rest.strip_suffix("bpk"))
     else {
         return false;
     };
-    let rest = rest.strip_suffix(".corrupt").unwrap_or(rest);
-    rest == "json"
+    rest.is_empty()
         || rest
-            .strip_prefix('v')
-            .and_then(|r| r.strip_suffix(".bpk"))
-            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Moves a family's unusable model files aside (suffix `.corrupt`) so the
-/// family retrains, keeping them for inspection. Every file of the family
-/// goes, not only those its metadata names: that metadata may be the part
-/// that is broken.
-pub fn quarantine(dir: &Path, family: &str) {
-    let _lock = FamilyLock::take(dir, family, true);
-    for name in files_of(dir, family).unwrap_or_default() {
-        if !name.ends_with(".corrupt") {
-            let path = dir.join(&name);
-            let _ = fs::rename(&path, dir.join(format!("{name}.corrupt")));
-        }
-    }
+            .strip_suffix('.')
+            .is_some_and(|tag| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::fs;
+    use std::path::Path;
+
     use super::*;
     use crate::model::window::Grid;
     use crate::model::{FEATURES, predict};
@@ -509,9 +515,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// An untrained net of `window` steps, saved in `dir` as version 1 of
-    /// family "cpu".
-    fn saved_net(dir: &Path, window: usize, device: &Device) -> (NetSpec, LstmNet) {
+    /// An untrained net of `window` steps, saved in `store` as version 1
+    /// of family "cpu".
+    async fn saved_net(store: &ModelStore, window: usize, device: &Device) -> (NetSpec, LstmNet) {
         let spec = NetSpec {
             inputs: FEATURES,
             window,
@@ -520,16 +526,31 @@ pub(crate) mod tests {
             outputs: 3,
         };
         let net = LstmNet::new(spec, device);
-        save(dir, &net, meta(spec, 1)).unwrap();
+        store.save(&net, meta(spec, 1)).await.unwrap();
         (spec, net)
     }
 
-    #[test]
-    fn round_trip_is_bit_identical_and_corruption_is_detected() {
+    fn families(store: &ModelStore) -> Vec<String> {
+        let ModelStore::Directory(dir) = store else {
+            unreachable!()
+        };
+        directory::heads(dir)
+            .into_iter()
+            .map(|h| h.family)
+            .collect()
+    }
+
+    fn directory(dir: &Path) -> ModelStore {
+        ModelStore::Directory(dir.to_owned())
+    }
+
+    #[tokio::test]
+    async fn round_trip_is_bit_identical_and_corruption_is_detected() {
         let dir = tempfile::tempdir().unwrap();
+        let store = directory(dir.path());
         let device = Device::flex();
-        let (spec, net) = saved_net(dir.path(), 4, &device);
-        let loaded = load(dir.path(), "cpu", &device).unwrap();
+        let (spec, net) = saved_net(&store, 4, &device).await;
+        let loaded = store.load("cpu", &device).await.unwrap();
         assert_eq!(loaded.meta.version, 1);
         let grid = Grid::from_values(0, 60_000, vec![1.0, 2.0, 4.0, 3.0, 5.0]);
         let shape = loaded.meta.shape;
@@ -541,9 +562,9 @@ pub(crate) mod tests {
         );
 
         // A second version replaces the first and removes its weights.
-        save(dir.path(), &net, meta(spec, 2)).unwrap();
+        store.save(&net, meta(spec, 2)).await.unwrap();
         assert!(!dir.path().join("cpu.v1.bpk").exists());
-        assert_eq!(list(dir.path()), ["cpu"]);
+        assert_eq!(families(&store), ["cpu"]);
 
         // Truncate the weights: load must refuse, quarantine moves them aside.
         let weights = dir.path().join("cpu.v2.bpk");
@@ -555,29 +576,30 @@ pub(crate) mod tests {
             .set_len(len / 2)
             .unwrap();
         assert!(matches!(
-            load(dir.path(), "cpu", &device),
+            store.load("cpu", &device).await,
             Err(StoreError::Checksum { .. })
         ));
-        quarantine(dir.path(), "cpu");
-        assert!(list(dir.path()).is_empty());
+        store.quarantine("cpu").await;
+        assert!(families(&store).is_empty());
         assert!(dir.path().join("cpu.v2.bpk.corrupt").exists());
     }
 
     /// Removing a family deletes its files, those moved aside included,
     /// and no other family's.
-    #[test]
-    fn remove_deletes_one_familys_files() {
+    #[tokio::test]
+    async fn remove_deletes_one_familys_files() {
         let dir = tempfile::tempdir().unwrap();
+        let store = directory(dir.path());
         let device = Device::flex();
-        let (spec, net) = saved_net(dir.path(), 4, &device);
-        save(dir.path(), &net, meta(spec, 2)).unwrap();
-        quarantine(dir.path(), "cpu");
-        save(dir.path(), &net, meta(spec, 3)).unwrap();
+        let (spec, net) = saved_net(&store, 4, &device).await;
+        store.save(&net, meta(spec, 2)).await.unwrap();
+        store.quarantine("cpu").await;
+        store.save(&net, meta(spec, 3)).await.unwrap();
         let mut other = meta(spec, 1);
         other.family = "cpu_busy".into();
-        save(dir.path(), &net, other).unwrap();
+        store.save(&net, other).await.unwrap();
 
-        let removed = remove(dir.path(), "cpu").unwrap();
+        let removed = store.remove("cpu").await.unwrap();
         assert_eq!(
             removed,
             [
@@ -587,11 +609,13 @@ pub(crate) mod tests {
                 "cpu.v3.bpk"
             ]
         );
-        assert_eq!(list(dir.path()), ["cpu_busy"]);
-        assert!(load(dir.path(), "cpu_busy", &device).is_ok());
-        assert!(remove(dir.path(), "cpu").unwrap().is_empty());
+        assert_eq!(families(&store), ["cpu_busy"]);
+        assert!(store.load("cpu_busy", &device).await.is_ok());
+        assert!(store.remove("cpu").await.unwrap().is_empty());
         assert!(
-            remove(&dir.path().join("absent"), "cpu")
+            directory(&dir.path().join("absent"))
+                .remove("cpu")
+                .await
                 .unwrap()
                 .is_empty()
         );
@@ -601,33 +625,41 @@ pub(crate) mod tests {
     /// reader on one directory: every save gets a version of its own above
     /// the ones before, no temporary file is left, and every load finds
     /// whole, matching files.
-    #[test]
-    fn concurrent_savers_and_a_reader_never_collide() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn concurrent_savers_and_a_reader_never_collide() {
         let dir = tempfile::tempdir().unwrap();
+        let store = directory(dir.path());
         let device = Device::flex();
-        let (spec, net) = saved_net(dir.path(), 4, &device);
-        let saved = std::sync::Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for _ in 0..2 {
-                scope.spawn(|| {
-                    for _ in 0..10 {
-                        // Both start from version 2, as two trainers that
-                        // read version 1 would.
-                        let meta = save(dir.path(), &net, meta(spec, 2)).unwrap();
-                        saved.lock().unwrap().push(meta.version);
-                    }
-                });
-            }
-            scope.spawn(|| {
-                for _ in 0..40 {
-                    load(dir.path(), "cpu", &device).unwrap();
+        let (spec, net) = saved_net(&store, 4, &device).await;
+        let savers = (0..2).map(|_| {
+            let (store, net) = (store.clone(), net.clone());
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                for _ in 0..10 {
+                    // Both start from version 2, as two trainers that
+                    // read version 1 would.
+                    versions.push(store.save(&net, meta(spec, 2)).await.unwrap().version);
                 }
-            });
+                versions
+            })
         });
-        let mut versions = saved.into_inner().unwrap();
+        let savers: Vec<_> = savers.collect();
+        let reader = {
+            let (store, device) = (store.clone(), device.clone());
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    store.load("cpu", &device).await.unwrap();
+                }
+            })
+        };
+        let mut versions = Vec::new();
+        for saver in savers {
+            versions.extend(saver.await.unwrap());
+        }
+        reader.await.unwrap();
         versions.sort_unstable();
         assert_eq!(versions, (2..22).collect::<Vec<u64>>());
-        assert_eq!(load(dir.path(), "cpu", &device).unwrap().meta.version, 21);
+        assert_eq!(store.load("cpu", &device).await.unwrap().meta.version, 21);
         let left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -646,19 +678,20 @@ pub(crate) mod tests {
             r#"{"format": 2, "family": "cpu"}"#,
         )
         .unwrap();
-        let err = load_meta(dir.path(), "cpu").unwrap_err();
+        let err = directory::load_meta(dir.path(), "cpu").unwrap_err();
         assert!(matches!(err, StoreError::Format { found: 2, .. }), "{err}");
     }
 
     /// Metadata that serving could not use is refused at load, naming
     /// what is wrong, and quarantine moves every file of the family aside
     /// (the weights a broken file names may not be where it says).
-    #[test]
-    fn inconsistent_metadata_is_refused_at_load() {
+    #[tokio::test]
+    async fn inconsistent_metadata_is_refused_at_load() {
         let dir = tempfile::tempdir().unwrap();
+        let store = directory(dir.path());
         let device = Device::flex();
-        saved_net(dir.path(), 4, &device);
-        let path = meta_path(dir.path(), "cpu");
+        saved_net(&store, 4, &device).await;
+        let path = dir.path().join("cpu.json");
         let good: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         let cases: [(&str, serde_json::Value, &str); 6] = [
             ("/step_ms", 0.into(), "step_ms 0 is not positive"),
@@ -680,14 +713,14 @@ pub(crate) mod tests {
             let mut bad = good.clone();
             *bad.pointer_mut(field).unwrap() = value;
             fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
-            let err = load(dir.path(), "cpu", &device).err().unwrap();
+            let err = store.load("cpu", &device).await.err().unwrap();
             assert!(
                 matches!(err, StoreError::Inconsistent { .. }) && err.to_string().contains(reason),
                 "{field}: {err}"
             );
         }
-        quarantine(dir.path(), "cpu");
-        assert!(list(dir.path()).is_empty());
+        store.quarantine("cpu").await;
+        assert!(families(&store).is_empty());
         assert!(dir.path().join("cpu.v1.bpk.corrupt").exists());
     }
 
@@ -696,13 +729,14 @@ pub(crate) mod tests {
     /// burn's stock layer there, the fused one here, for several forecasts
     /// reading one pass and for one forecast per pass.
     #[cfg(feature = "wgpu")]
-    #[test]
-    fn wgpu_forecasts_as_flex_does() {
+    #[tokio::test]
+    async fn wgpu_forecasts_as_flex_does() {
         let dir = tempfile::tempdir().unwrap();
+        let store = directory(dir.path());
         let flex = Device::flex();
-        let (_, net) = saved_net(dir.path(), 8, &flex);
+        let (_, net) = saved_net(&store, 8, &flex).await;
         let gpu = crate::model::Backend::Wgpu.device().unwrap();
-        let loaded = load(dir.path(), "cpu", &gpu).unwrap();
+        let loaded = store.load("cpu", &gpu).await.unwrap();
         let values = (0..40).map(|i| f64::from(i % 7) * 1.5 + f64::from(i) * 0.1);
         let grid = Grid::from_values(0, 60_000, values.collect());
         let shape = loaded.meta.shape;
