@@ -62,9 +62,16 @@ struct Cli {
     #[arg(long = "cluster.replicas", value_name = "N", global = true)]
     cluster_replicas: Option<u32>,
 
-    /// This replica's number, 0 to N-1. Default: the number the pod name
-    /// ends with (a StatefulSet's `promcast-2`, from HOSTNAME).
-    #[arg(long = "cluster.ordinal", value_name = "I", global = true)]
+    /// This replica's number, 0 to N-1. Default: PROMCAST_CLUSTER_ORDINAL
+    /// (set it from the pod's `apps.kubernetes.io/pod-index` label), else
+    /// the number the pod name ends with (a StatefulSet's `promcast-2`,
+    /// from HOSTNAME).
+    #[arg(
+        long = "cluster.ordinal",
+        value_name = "I",
+        env = "PROMCAST_CLUSTER_ORDINAL",
+        global = true
+    )]
     cluster_ordinal: Option<u32>,
 
     /// Never train: serve the models other replicas save.

@@ -170,6 +170,36 @@ fn bad_input_is_refused_with_a_reason() {
             stderr(&out)
         );
     }
+
+    // A store promcast cannot use, and an ordinal from the environment
+    // (as a pod's index label sets it) beyond the replicas.
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_promcast"))
+            .envs(env.iter().copied())
+            .arg(format!("--config.file={}", config.display()))
+            .args(args)
+            .output()
+            .expect("run promcast")
+    };
+    for (env, args, reason) in [
+        (
+            &[][..],
+            &["--model.store=gs://bucket/models", "forget", "up"][..],
+            "--model.store: model store \"gs://bucket/models\": unsupported scheme",
+        ),
+        (
+            &[("PROMCAST_CLUSTER_ORDINAL", "5")][..],
+            &["--cluster.replicas=3", "forget", "up"][..],
+            "cluster ordinal 5 is not below",
+        ),
+    ] {
+        let out = run(env, args);
+        assert!(
+            !out.status.success() && stderr(&out).contains(reason),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 /// Points every `step_min` minutes over `days` of a daily cycle with a

@@ -436,7 +436,7 @@ fn the_replicas_manifest_agrees_with_itself() {
     );
     assert!(
         config.cluster.ordinal.is_none(),
-        "ordinals come from pod names"
+        "ordinals come from the pods"
     );
     let pod = &statefulset["spec"]["template"];
     assert!(
@@ -463,6 +463,16 @@ fn the_replicas_manifest_agrees_with_itself() {
             "the shipped Secret has {key}, for {var}"
         );
     }
+    let ordinal = container["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "PROMCAST_CLUSTER_ORDINAL")
+        .expect("the ordinal from the pod");
+    assert_eq!(
+        ordinal["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/-/healthy");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/-/ready");
 
