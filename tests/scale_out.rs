@@ -342,6 +342,18 @@ async fn replicas_share_models_through_s3_and_survive_a_kill() {
         .copied()
         .filter(|f| trainer_of[*f] == victim)
         .collect();
+    // Between two of its trainings, so that its count of runs is final: a
+    // run is counted before its family stops showing `training`.
+    wait_for(
+        Duration::from_secs(60),
+        "the victim between trainings",
+        async || {
+            let url = format!("{}/api/v1/models", replicas[victim].base);
+            let (_, body) = get_text(&client, &url).await.expect("GET /api/v1/models");
+            !body.contains(r#""training":true"#)
+        },
+    )
+    .await;
     let victim_runs = counters(&client, &replicas[victim]).await.0;
     replicas[victim].process.child.kill().expect("kill -9");
     replicas[victim].process.child.wait().expect("reap");
