@@ -7,14 +7,13 @@
 mod common {
     pub mod http;
     pub mod process;
+    #[allow(dead_code)] // one request type and answer here
+    pub mod remote_read;
 }
-
-use std::time::Duration;
 
 use common::http::{get_text, http_client};
 use common::process::{free_port, log_section, spawn_promcast_with, wait_healthy};
-use promcast::prompb;
-use prost::Message as _;
+use common::remote_read::{decode_samples_answer, forecast_request, post_read_typed};
 
 const FAMILY: &str = "demo_cpu_usage_percent";
 
@@ -85,43 +84,14 @@ async fn replicas_on_one_model_directory_answer_alike() {
 
     // The same read, at fixed times, to both: the same bytes.
     let end = (promcast::calendar::now_ms() / 60_000 - 10) * 60_000;
-    let request = prompb::ReadRequest {
-        queries: vec![prompb::Query {
-            start_timestamp_ms: end - 3_600_000,
-            end_timestamp_ms: end,
-            matchers: vec![prompb::LabelMatcher {
-                name: "__name__".into(),
-                value: format!("predicted_{FAMILY}"),
-                ..Default::default()
-            }],
-            hints: Some(prompb::ReadHints {
-                step_ms: 60_000,
-                ..Default::default()
-            }),
-        }],
-        ..Default::default()
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .expect("snappy");
+    let request = forecast_request(FAMILY, end - 3_600_000, end);
     let mut answers = Vec::new();
     for (base, process) in &replicas {
-        let response = client
-            .post(format!("{base}/api/v1/read"))
-            .header("content-encoding", "snappy")
-            .timeout(Duration::from_secs(60))
-            .body(body.clone())
-            .send()
-            .await
-            .expect("remote read");
-        assert_eq!(response.status().as_u16(), 200, "{}", log_section(process));
-        answers.push(response.bytes().await.expect("answer"));
+        let (status, _, body) = post_read_typed(&client, base, &request).await;
+        assert_eq!(status, 200, "{}", log_section(process));
+        answers.push(body);
     }
-    let decoded = snap::raw::Decoder::new()
-        .decompress_vec(&answers[0])
-        .expect("snappy answer");
-    let answer = prompb::ReadResponse::decode(decoded.as_slice()).expect("ReadResponse");
-    let series = answer.results[0].timeseries.len();
+    let series = decode_samples_answer(&answers[0]).len();
     assert!(series >= 3, "the demo family's forecasts: {series} series");
     assert!(answers[0] == answers[1], "the replicas' answers differ");
 }

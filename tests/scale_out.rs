@@ -23,6 +23,8 @@ mod common {
     pub mod process;
     #[allow(dead_code)] // an empty Prometheus: nothing back-filled
     pub mod prometheus;
+    #[allow(dead_code)] // one request type and answer here
+    pub mod remote_read;
     pub mod s3;
     #[allow(dead_code)] // the harness can be secured; this suite never secures it
     pub mod secrets;
@@ -37,9 +39,8 @@ use common::exposition::metric_sum;
 use common::harness::{Harness, two_ports};
 use common::http::get_text;
 use common::process::{ChildGuard, free_port, log_section, wait_healthy};
+use common::remote_read::{forecast_request, post_read_typed};
 use common::s3::S3;
-use promcast::prompb;
-use prost::Message as _;
 
 const FAMILIES: [&str; 4] = [
     "demo_cpu_usage_percent",
@@ -196,44 +197,16 @@ async fn wait_for<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut done
 }
 
 /// A remote read of `family`'s forecasts over the half hour before `end`.
-fn read_request(family: &str, end: i64) -> Vec<u8> {
-    let request = prompb::ReadRequest {
-        queries: vec![prompb::Query {
-            start_timestamp_ms: end - 1_800_000,
-            end_timestamp_ms: end,
-            matchers: vec![prompb::LabelMatcher {
-                name: "__name__".into(),
-                value: format!("predicted_{family}"),
-                ..Default::default()
-            }],
-            hints: Some(prompb::ReadHints {
-                step_ms: 60_000,
-                ..Default::default()
-            }),
-        }],
-        ..Default::default()
-    };
-    snap::raw::Encoder::new()
-        .compress_vec(&request.encode_to_vec())
-        .expect("snappy")
-}
-
-async fn remote_read(client: &reqwest::Client, replica: &Replica, body: &[u8]) -> Vec<u8> {
-    let response = client
-        .post(format!("{}/api/v1/read", replica.base))
-        .header("content-encoding", "snappy")
-        .timeout(Duration::from_secs(60))
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("remote read");
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        log_section(&replica.process)
-    );
-    response.bytes().await.expect("answer").to_vec()
+async fn remote_read(
+    client: &reqwest::Client,
+    replica: &Replica,
+    family: &str,
+    end: i64,
+) -> Vec<u8> {
+    let request = forecast_request(family, end - 1_800_000, end);
+    let (status, _, body) = post_read_typed(client, &replica.base, &request).await;
+    assert_eq!(status, 200, "{}", log_section(&replica.process));
+    body
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -383,9 +356,8 @@ async fn replicas_share_models_through_s3_and_survive_a_kill() {
     // The survivors answer the orphaned families with the same bytes.
     let end = (promcast::calendar::now_ms() / 60_000 - 5) * 60_000;
     for family in &orphans {
-        let body = read_request(family, end);
-        let a = remote_read(&client, survivors[0], &body).await;
-        let b = remote_read(&client, survivors[1], &body).await;
+        let a = remote_read(&client, survivors[0], family, end).await;
+        let b = remote_read(&client, survivors[1], family, end).await;
         assert!(a == b, "the survivors answer {family} differently");
     }
 

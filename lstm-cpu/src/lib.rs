@@ -9,7 +9,9 @@
 //! How it is fast: per step, one product of the hidden state with all four
 //! gates' recurrent weights, the gate arithmetic fused behind it, several
 //! sequences at once so that each weight row read serves several of them,
-//! chunks of sequences on separate threads, and loops written for the
+//! chunks of sequences on separate threads; backwards, the weights'
+//! gradient as one product per block of sequences over all of its steps,
+//! each tile of it summed in registers; and loops written for the
 //! compiler to vectorise (compiled for AVX2 where the CPU has it, with an
 //! `exp` built from arithmetic rather than a library call).
 
@@ -206,8 +208,19 @@ pub fn backward(
     let k_len = d.inputs + d.hidden;
     // `[inputs + hidden, 4·hidden]` stacked, as in the forward pass, and
     // transposed: the gradient flowing back to a step's input and previous
-    // hidden state is then one tiled product, like the forward one.
-    let stacked_t = panels(&transpose(&[w.input, w.hidden].concat(), k_len, g), g);
+    // hidden state is then one tiled product, like the forward one. Its
+    // columns are padded with zeros to a multiple of 8, which the product
+    // walks in vector-wide tiles rather than one column at a time.
+    let transposed = transpose(&[w.input, w.hidden].concat(), k_len, g);
+    let padded: Vec<f32> = transposed
+        .chunks_exact(k_len)
+        .flat_map(|row| {
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, padded_width(k_len) - k_len))
+        })
+        .collect();
+    let stacked_t = panels(&padded, g);
     let stacked_t = stacked_t.as_slice();
     let mut input = vec![0.0f32; x.len()];
     // Per chunk: the stacked weights' gradient, then the bias's.
@@ -536,12 +549,18 @@ fn backward_steps<const FMA: bool>(
     } = saved;
     let (g, hid) = (d.gates(), d.hidden);
     let k_len = d.inputs + hid;
-    let (d_stacked, db) = sums.split_at_mut(k_len * g);
-    let zeros = vec![0.0f32; k_len.max(g)];
+    let k_pad = padded_width(k_len);
+    let zeros = vec![0.0f32; k_pad.max(g)];
     let mut da = vec![0.0f32; BLOCK * g];
     let mut da_t = vec![0.0f32; g * BLOCK];
-    let mut z = vec![0.0f32; k_len * BLOCK];
-    let mut back = vec![0.0f32; BLOCK * k_len];
+    let mut back = vec![0.0f32; BLOCK * k_pad];
+    // The block's every step, row by row (sequence, then step): what each
+    // step read (its input, the hidden state before, and a 1 for the
+    // bias) and its gates' gradients. The weights' gradient is their
+    // product once the block is done, rather than a sum of per-step outer
+    // products that would read and write the whole gradient at each step.
+    let mut read = vec![0.0f32; BLOCK * d.steps * (k_len + 1)];
+    let mut da_all = vec![0.0f32; BLOCK * d.steps * g];
     let mut dh_next = vec![0.0f32; BLOCK * hid];
     let mut dc_next = vec![0.0f32; BLOCK * hid];
     for first in (0..d.batch).step_by(BLOCK) {
@@ -573,75 +592,84 @@ fn backward_steps<const FMA: bool>(
                     &mut dc_next[s * hid..][..hid],
                     [da_i, da_f, da_c, da_o],
                 );
-                add(db, da);
-                // What the step read: its input and the hidden state before.
-                let xt = &x[at * d.inputs..][..d.inputs];
-                let h_prev = if t > 0 {
+                let row = s * d.steps + t;
+                da_all[row * g..][..g].copy_from_slice(da);
+                let read = &mut read[row * (k_len + 1)..][..k_len + 1];
+                read[..d.inputs].copy_from_slice(&x[at * d.inputs..][..d.inputs]);
+                read[d.inputs..k_len].copy_from_slice(if t > 0 {
                     &h[(at - 1) * hid..][..hid]
                 } else {
                     &zeros[..hid]
-                };
-                put_column(&mut z, n, s, 0, xt);
-                put_column(&mut z, n, s, d.inputs, h_prev);
+                });
+                read[k_len] = 1.0;
                 put_column(&mut da_t, n, s, 0, da);
             }
-            let (z, da_t) = (&z[..k_len * n], &da_t[..g * n]);
-            per_block!(n, outer_products(z, &da, d_stacked));
+            let da_t = &da_t[..g * n];
             // [dx, dh] = da · stackedᵀ: the gate products run backwards.
-            let no_bias = &zeros[..k_len];
+            let no_bias = &zeros[..k_pad];
             per_block!(n, gate_products(da_t, stacked_t, no_bias, &mut back));
             for s in 0..n {
                 let at = (first + s) * d.steps + t;
-                let (back_x, back_h) = back[s * k_len..][..k_len].split_at(d.inputs);
+                let (back_x, back_h) = back[s * k_pad..][..k_len].split_at(d.inputs);
                 dx[at * d.inputs..][..d.inputs].copy_from_slice(back_x);
                 dh_next[s * hid..][..hid].copy_from_slice(back_h);
             }
         }
+        let rows = n * d.steps;
+        transposed_product::<FMA>(
+            &read[..rows * (k_len + 1)],
+            &da_all[..rows * g],
+            sums,
+            k_len + 1,
+        );
     }
 }
 
-/// `d_stacked += zᵀ · da` for the `R` sequences of a block, whose step
-/// inputs `z` are transposed (`[k_len, R]`) and gate gradients `da` are
-/// row by row (`[R, g]`), tile by tile of columns.
+/// `c += aᵀ · b`, with `a` `[rows, k]`, `b` `[rows, g]` and `c` `[k, g]`,
+/// all row-major: a tile of `c` at a time, its sums held in registers over
+/// every row.
 #[inline(always)]
-fn outer_products<const R: usize, const FMA: bool>(z: &[f32], da: &[f32], d_stacked: &mut [f32]) {
-    let g = d_stacked.len() / (z.len() / R);
-    let mut j = 0;
-    while j + 16 <= g {
-        outer_tile::<R, 16, FMA>(z, da, d_stacked, j);
-        j += 16;
-    }
-    while j + 8 <= g {
-        outer_tile::<R, 8, FMA>(z, da, d_stacked, j);
-        j += 8;
-    }
-    while j < g {
-        outer_tile::<R, 1, FMA>(z, da, d_stacked, j);
-        j += 1;
-    }
-}
-
-/// Columns `j..j + W` of [`outer_products`]: the gate gradients' tile is
-/// held in registers while every row of the weights' gradient passes.
-#[inline(always)]
-fn outer_tile<const R: usize, const W: usize, const FMA: bool>(
-    z: &[f32],
-    da: &[f32],
-    d_stacked: &mut [f32],
-    j: usize,
-) {
-    let g = d_stacked.len() / (z.len() / R);
-    let mut tile = [[0.0f32; W]; R];
-    for (s, row) in tile.iter_mut().enumerate() {
-        row.copy_from_slice(&da[s * g + j..][..W]);
-    }
-    for (zk, drow) in z.chunks_exact(R).zip(d_stacked.chunks_exact_mut(g)) {
-        let out: &mut [f32; W] = (&mut drow[j..j + W]).try_into().expect("a whole tile");
-        for (row, &zs) in tile.iter().zip(zk) {
-            for l in 0..W {
-                out[l] = madd::<FMA>(zs, row[l], out[l]);
+fn transposed_product<const FMA: bool>(a: &[f32], b: &[f32], c: &mut [f32], k: usize) {
+    let g = c.len() / k;
+    let mut i = 0;
+    while i < k {
+        let height = if i + 4 <= k { 4 } else { 1 };
+        for (j, width) in tiles(g) {
+            match (height, width) {
+                (4, 16) => product_tile::<4, 16, FMA>(a, b, c, [k, g], [i, j]),
+                (4, 8) => product_tile::<4, 8, FMA>(a, b, c, [k, g], [i, j]),
+                (4, _) => product_tile::<4, 1, FMA>(a, b, c, [k, g], [i, j]),
+                (_, 16) => product_tile::<1, 16, FMA>(a, b, c, [k, g], [i, j]),
+                (_, 8) => product_tile::<1, 8, FMA>(a, b, c, [k, g], [i, j]),
+                _ => product_tile::<1, 1, FMA>(a, b, c, [k, g], [i, j]),
             }
         }
+        i += height;
+    }
+}
+
+/// Rows `i..i + H` and columns `j..j + W` of [`transposed_product`]'s
+/// `c`, whose shape is `[k, g]`.
+#[inline(always)]
+fn product_tile<const H: usize, const W: usize, const FMA: bool>(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    [k, g]: [usize; 2],
+    [i, j]: [usize; 2],
+) {
+    let mut acc = [[0.0f32; W]; H];
+    for (ar, br) in a.chunks_exact(k).zip(b.chunks_exact(g)) {
+        let bw: &[f32; W] = br[j..j + W].try_into().expect("a whole tile");
+        let aw: &[f32; H] = ar[i..i + H].try_into().expect("a whole tile");
+        for (row, &aq) in acc.iter_mut().zip(aw) {
+            for l in 0..W {
+                row[l] = madd::<FMA>(aq, bw[l], row[l]);
+            }
+        }
+    }
+    for (q, row) in acc.iter().enumerate() {
+        add(&mut c[(i + q) * g + j..][..W], row);
     }
 }
 
@@ -653,6 +681,11 @@ fn put_column(m: &mut [f32], n: usize, s: usize, first: usize, values: &[f32]) {
     for (cell, &v) in m[first * n + s..].iter_mut().step_by(n).zip(values) {
         *cell = v;
     }
+}
+
+/// `cols` rounded up to a multiple of 8.
+fn padded_width(cols: usize) -> usize {
+    cols.div_ceil(8) * 8
 }
 
 /// `rows × cols` row-major → `cols × rows` row-major.
@@ -757,11 +790,11 @@ mod tests {
         assert!((sigmoid::<FMA>(30.0) - 1.0).abs() < 1e-6);
     }
 
-    /// The loss `Σ hidden · weights` and its gradient with respect to the
-    /// input, against central differences, over enough sequences for two
-    /// threads and a partial block.
+    /// The loss `Σ hidden · weights` and its gradients with respect to the
+    /// input and to every parameter, against central differences, over
+    /// enough sequences for two threads and a partial block.
     #[test]
-    fn input_gradient_matches_finite_differences() {
+    fn gradients_match_finite_differences() {
         let d = Dims {
             batch: 37,
             steps: 6,
@@ -786,10 +819,11 @@ mod tests {
             hidden: &wh,
             bias: &b,
         };
-        let loss = |x: &[f32]| -> f64 {
+        let loss_of = |x: &[f32], w: Weights<'_>| -> f64 {
             let (h, _) = forward(d, x, w, false);
             h.iter().zip(&weights).map(|(a, b)| f64::from(a * b)).sum()
         };
+        let loss = |x: &[f32]| loss_of(x, w);
         let (h, trace) = forward(d, &x, w, true);
         let last: Vec<f32> = h
             .chunks(d.steps * d.hidden)
@@ -813,6 +847,37 @@ mod tests {
                 (numeric - analytic).abs() < 2e-3 * numeric.abs().max(1.0),
                 "input {i}: numeric {numeric}, analytic {analytic}"
             );
+        }
+        // Each parameter, nudged in a copy of the weights.
+        let operands: [(&str, &[f32], &[f32]); 3] = [
+            ("input weight", &wi, &grads.input_weights),
+            ("hidden weight", &wh, &grads.hidden_weights),
+            ("bias", &b, &grads.bias),
+        ];
+        for (which, (name, values, analytic)) in operands.into_iter().enumerate() {
+            assert_eq!(values.len(), analytic.len(), "{name} gradient length");
+            for i in (0..values.len()).step_by(3) {
+                let eps = 1e-2;
+                let nudged = |by: f32| {
+                    let mut p = [wi.clone(), wh.clone(), b.clone()];
+                    p[which][i] += by;
+                    let [wi, wh, b] = &p;
+                    loss_of(
+                        &x,
+                        Weights {
+                            input: wi,
+                            hidden: wh,
+                            bias: b,
+                        },
+                    )
+                };
+                let numeric = (nudged(eps) - nudged(-eps)) / (2.0 * f64::from(eps));
+                let analytic = f64::from(analytic[i]);
+                assert!(
+                    (numeric - analytic).abs() < 2e-3 * numeric.abs().max(1.0),
+                    "{name} {i}: numeric {numeric}, analytic {analytic}"
+                );
+            }
         }
     }
 }

@@ -112,6 +112,27 @@ pub async fn post_read_typed(
     )
 }
 
+/// A SAMPLES request for `family`'s forecasts over `[start, end]` (ms),
+/// one step a minute.
+pub fn forecast_request(family: &str, start: i64, end: i64) -> prompb::ReadRequest {
+    prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: start,
+            end_timestamp_ms: end,
+            matchers: vec![matcher(
+                MATCH_EQ,
+                "__name__",
+                &format!("predicted_{family}"),
+            )],
+            hints: Some(prompb::ReadHints {
+                step_ms: 60_000,
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    }
+}
+
 /// A label matcher of type `kind` (`MATCH_EQ`, ...).
 pub fn matcher(kind: i32, name: &str, value: &str) -> prompb::LabelMatcher {
     prompb::LabelMatcher {
