@@ -114,6 +114,7 @@ pub async fn post_read_typed(
 
 /// A SAMPLES request for `family`'s forecasts over `[start, end]` (ms),
 /// one step a minute.
+#[allow(dead_code)] // used by the replica suites only
 pub fn forecast_request(family: &str, start: i64, end: i64) -> prompb::ReadRequest {
     prompb::ReadRequest {
         queries: vec![prompb::Query {
