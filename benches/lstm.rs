@@ -6,7 +6,9 @@
 //! through `benches/pytorch/run`, with as many threads as promcast uses
 //! and PyTorch's default settings. Prints a table per run (two runs) with
 //! each backend's speed as a multiple of PyTorch's, and whether the machine
-//! was idle around it.
+//! was idle around it; then seconds an epoch of promcast's own training
+//! configuration on flex, and of the same network on as many windows in
+//! PyTorch (`lstm_reference.py --own-steps`).
 //!
 //! `cargo bench --bench lstm` (release build). PyTorch is installed into
 //! `target/pytorch-venv` on first use; where that is impossible its column
@@ -43,6 +45,15 @@ struct Figures {
     per_s_10k: f64,
 }
 
+/// An epoch of promcast's own training configuration, and its shape for
+/// the PyTorch script's copy of it.
+struct OwnConfiguration {
+    epoch_s: f64,
+    /// Points of the longest window, to which a batch is padded.
+    steps: usize,
+    validation_windows: usize,
+}
+
 /// Whole runs of both sides, one table each: one run alone is within a
 /// run-to-run spread of about ±15 %.
 const RUNS: usize = 2;
@@ -59,14 +70,26 @@ fn main() {
             };
             columns.push((format!("promcast, {backend}"), result));
         }
+        let own = own_configuration();
         eprintln!("running the PyTorch reference ({threads} threads)…");
-        let reference = pytorch(threads);
-        let epoch_s = own_configuration_epoch_s();
+        let reference = pytorch(threads, &own);
         let busy_after = busy_cpus();
         println!("\nrun {run} of {RUNS}");
-        print_table(threads, &columns, &reference);
+        print_table(
+            threads,
+            &columns,
+            &reference.as_ref().map(|r| r.0).map_err(String::clone),
+        );
+        let pytorch_epoch = match &reference {
+            Ok((_, epoch_s)) => format!(
+                "; PyTorch, the same network and windows: {epoch_s:.2} s ({:.2}×)",
+                epoch_s / own.epoch_s
+            ),
+            Err(_) => String::new(),
+        };
         println!(
-            "\npromcast's own training configuration on flex (4,096 windows an epoch, 361 outputs, seasonal input): {epoch_s:.2} s an epoch"
+            "\npromcast's own training configuration on flex (4,096 windows of {} points an epoch and {} to validate, 361 outputs, seasonal input): {:.2} s an epoch{pytorch_epoch}",
+            own.steps, own.validation_windows, own.epoch_s
         );
         println!(
             "other processes running, most seen in 1 s: {busy_before} before, {busy_after} after{}",
@@ -84,7 +107,7 @@ fn main() {
 /// on three series of a week at a 1-minute step and horizons up to 6 h
 /// (361 outputs, seasonal input): what a user waits for after the first
 /// query, epoch by epoch. The median of three epochs.
-fn own_configuration_epoch_s() -> f64 {
+fn own_configuration() -> OwnConfiguration {
     use promcast::model::Grid;
     use promcast::model::train::{TrainConfig, train};
     const STEP_MS: i64 = 60_000;
@@ -109,7 +132,7 @@ fn own_configuration_epoch_s() -> f64 {
         ..TrainConfig::default()
     };
     let ends = std::cell::RefCell::new(vec![Instant::now()]);
-    train(&grids, shape, &cfg, SEED, None, &Device::flex(), &|_| {
+    let trained = train(&grids, shape, &cfg, SEED, None, &Device::flex(), &|_| {
         ends.borrow_mut().push(Instant::now());
     })
     .expect("training on a week of three series");
@@ -119,7 +142,11 @@ fn own_configuration_epoch_s() -> f64 {
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .collect();
     epochs.sort_by(f64::total_cmp);
-    epochs.get(epochs.len() / 2).copied().unwrap_or(f64::NAN)
+    OwnConfiguration {
+        epoch_s: epochs.get(epochs.len() / 2).copied().unwrap_or(f64::NAN),
+        steps: shape.window,
+        validation_windows: trained.report.validation_windows,
+    }
 }
 
 /// The most processes running beside this one over a second (Linux's
@@ -246,11 +273,14 @@ fn measure(device: &Device) -> Figures {
 /// larger number is better.
 type Row = (&'static str, fn(&Figures) -> f64, bool);
 
-/// The PyTorch figures, or why there are none.
-fn pytorch(threads: usize) -> Result<Figures, String> {
+/// The reference workload's figures in PyTorch and its seconds an epoch of
+/// promcast's own configuration, or why there are none.
+fn pytorch(threads: usize, own: &OwnConfiguration) -> Result<(Figures, f64), String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch/run");
     let out = Command::new(script)
         .args(["--threads", &threads.to_string(), "--json"])
+        .args(["--own-steps", &own.steps.to_string()])
+        .args(["--own-validation", &own.validation_windows.to_string()])
         // PyTorch as its users run it: its default thread settings.
         .output()
         .map_err(|e| format!("cannot start {script}: {e}"))?;
@@ -271,12 +301,13 @@ fn pytorch(threads: usize) -> Result<Figures, String> {
         v[k].as_f64()
             .ok_or_else(|| format!("{script} printed no number for {k}"))
     };
-    Ok(Figures {
+    let figures = Figures {
         train_s: field("train_s")?,
         latency_ms: field("latency_1_ms")?,
         per_s_1k: field("windows_per_s_1k")?,
         per_s_10k: field("windows_per_s_10k")?,
-    })
+    };
+    Ok((figures, field("own_epoch_s")?))
 }
 
 fn print_table(
