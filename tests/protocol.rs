@@ -1173,7 +1173,10 @@ async fn concurrent_remote_reads_all_succeed() {
     const CLIENTS: usize = 200;
     const PER_CLIENT: usize = 40;
     const DURATION: Duration = Duration::from_secs(8);
-    let config = format!("{PROMCAST_CONFIG}limits:\n  max_read_wait: 2m\n");
+    // The first answers wait for cold computations beside the demo's first
+    // training on two cores (a median near 40 s alone, more beside the
+    // other suites): the deadline is not what this test checks.
+    let config = format!("{PROMCAST_CONFIG}limits:\n  max_read_wait: 2m\n  request_timeout: 2m\n");
     let Standalone {
         _dir,
         mut promcast,
