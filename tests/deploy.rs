@@ -536,22 +536,28 @@ fn kubernetes_manifests_pass_the_api_schema() {
         "every resource is validated:\n{text}"
     );
 
+    refuses_a_misspelling(
+        &tool,
+        &args,
+        &repo("deploy/kubernetes/replicas.yaml"),
+        "terminationGracePeriodSeconds:",
+        "terminationGracePeriodSecond:",
+    );
+}
+
+/// `tool` refuses a copy of `file` whose first `right` reads `wrong`, and
+/// names the misspelled key: the check bites.
+fn refuses_a_misspelling(tool: &Path, args: &[&str], file: &Path, right: &str, wrong: &str) {
     let tmp = tempfile::tempdir().expect("create temporary directory");
-    let broken = tmp.path().join("replicas.yaml");
-    let replicas = fs::read_to_string(repo("deploy/kubernetes/replicas.yaml")).expect("read");
-    assert!(replicas.contains("terminationGracePeriodSeconds:"));
-    fs::write(
-        &broken,
-        replicas.replace(
-            "terminationGracePeriodSeconds:",
-            "terminationGracePeriodSecond:",
-        ),
-    )
-    .expect("write");
-    let (ok, text) = validate(&tool, &args, &[broken]);
+    let broken = tmp.path().join(file.file_name().expect("a file name"));
+    let text = fs::read_to_string(file).expect("read");
+    assert!(text.contains(right), "{} has no {right:?}", file.display());
+    fs::write(&broken, text.replacen(right, wrong, 1)).expect("write");
+    let (ok, output) = validate(tool, args, &[broken]);
+    let key = wrong.trim().trim_end_matches(':');
     assert!(
-        !ok && text.contains("terminationGracePeriodSecond"),
-        "an unknown field is refused:\n{text}"
+        !ok && output.contains(key),
+        "a misspelled key is refused:\n{output}"
     );
 }
 
@@ -573,19 +579,12 @@ fn compose_files_pass_the_compose_spec_schema() {
         "check-jsonschema failed:\n{text}"
     );
 
-    let tmp = tempfile::tempdir().expect("create temporary directory");
-    let broken = tmp.path().join("compose.yml");
-    let compose = fs::read_to_string(&files[0]).expect("read");
-    assert!(compose.contains("\n    restart: "));
-    fs::write(
-        &broken,
-        compose.replacen("\n    restart: ", "\n    restarts: ", 1),
-    )
-    .expect("write");
-    let (ok, text) = validate(&tool, &args, &[broken]);
-    assert!(
-        !ok && text.contains("restarts"),
-        "an unknown key is refused:\n{text}"
+    refuses_a_misspelling(
+        &tool,
+        &args,
+        &files[0],
+        "\n    restart: ",
+        "\n    restarts: ",
     );
 }
 

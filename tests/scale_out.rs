@@ -187,6 +187,38 @@ async fn generations(s3: &S3) -> Vec<u64> {
     pointers(s3).await.values().map(|p| p.0).collect()
 }
 
+/// The generations saved, once the successful training runs of
+/// `replicas`, plus `earlier_runs` of replicas gone, add up to them (a
+/// save moves its pointer just before its run is counted, so this polls
+/// for up to 10 s); none if they never do. No replica may have lost a save.
+async fn runs_match_generations(
+    client: &reqwest::Client,
+    s3: &S3,
+    replicas: &[&Replica],
+    earlier_runs: f64,
+) -> Option<Vec<u64>> {
+    for _ in 0..20 {
+        let mut runs = earlier_runs;
+        for replica in replicas {
+            let (trained, conflicts) = counters(client, replica).await;
+            assert_eq!(
+                conflicts,
+                0.0,
+                "{} lost a save{}",
+                replica.base,
+                log_section(&replica.process)
+            );
+            runs += trained;
+        }
+        let saved = generations(s3).await;
+        if runs == saved.iter().sum::<u64>() as f64 {
+            return Some(saved);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
 /// Polls `done` every second for up to `limit`, failing with `what`.
 async fn wait_for<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut done: F) {
     let deadline = Instant::now() + limit;
@@ -275,34 +307,10 @@ async fn replicas_share_models_through_s3_and_survive_a_kill() {
     // retraining, the runs across replicas equal the generations saved.
     let first = generations(&s3).await;
     tokio::time::sleep(Duration::from_secs(65)).await;
-    let check_once = async |replicas: &[&Replica], earlier_runs: f64| {
-        let mut runs = earlier_runs;
-        for replica in replicas {
-            let (trained, conflicts) = counters(&client, replica).await;
-            assert_eq!(
-                conflicts,
-                0.0,
-                "{} lost a save{}",
-                replica.base,
-                log_section(&replica.process)
-            );
-            runs += trained;
-        }
-        let saved = generations(&s3).await;
-        (runs, saved.iter().sum::<u64>() as f64, saved)
-    };
     let all: Vec<&Replica> = replicas.iter().collect();
-    let mut settled = None;
-    for _ in 0..20 {
-        let (runs, saved, now) = check_once(&all, 0.0).await;
-        // A save moves the pointer just before its run is counted.
-        if runs == saved {
-            settled = Some(now);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let retrained = settled.expect("training runs never matched the generations saved");
+    let retrained = runs_match_generations(&client, &s3, &all, 0.0)
+        .await
+        .expect("training runs never matched the generations saved");
     assert!(
         retrained.iter().zip(&first).all(|(now, then)| now > then),
         "every family retrains each cycle: {first:?} then {retrained:?}"
@@ -410,17 +418,10 @@ async fn replicas_share_models_through_s3_and_survive_a_kill() {
     // survivors, of the victim before the kill and since its return equal
     // the generations saved.
     let living: Vec<&Replica> = survivors.iter().copied().chain([&back]).collect();
-    let mut settled = false;
-    for _ in 0..20 {
-        let (runs, saved, _) = check_once(&living, victim_runs).await;
-        if runs == saved {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     assert!(
-        settled,
+        runs_match_generations(&client, &s3, &living, victim_runs)
+            .await
+            .is_some(),
         "the takeover trained more than once (or lost a run)"
     );
     assert!(

@@ -18,7 +18,7 @@ mod object;
 pub(crate) use object::tests::moto;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
@@ -212,10 +212,7 @@ impl ModelStore {
     /// checksum.
     pub async fn load(&self, family: &str, device: &Device) -> Result<StoredModel, StoreError> {
         let (meta, bytes, location) = match self {
-            Self::Directory(dir) => {
-                let (dir, family) = (dir.clone(), family.to_owned());
-                blocking(move || directory::read(&dir, &family)).await?
-            }
+            Self::Directory(dir) => in_directory(dir, family, directory::read).await?,
             Self::Object(bucket) => bucket.read(family).await?,
         };
         if sha256_hex(&bytes) != meta.sha256 {
@@ -242,10 +239,7 @@ impl ModelStore {
     /// not (0: none), for the next training to count from.
     pub async fn generation(&self, family: &str) -> Result<u64, StoreError> {
         match self {
-            Self::Directory(dir) => {
-                let (dir, family) = (dir.clone(), family.to_owned());
-                blocking(move || directory::generation(&dir, &family)).await
-            }
+            Self::Directory(dir) => in_directory(dir, family, directory::generation).await,
             Self::Object(bucket) => bucket.generation(family).await,
         }
     }
@@ -255,10 +249,7 @@ impl ModelStore {
     /// was saved.
     pub async fn remove(&self, family: &str) -> Result<Vec<String>, StoreError> {
         match self {
-            Self::Directory(dir) => {
-                let (dir, family) = (dir.clone(), family.to_owned());
-                blocking(move || directory::remove(&dir, &family)).await
-            }
+            Self::Directory(dir) => in_directory(dir, family, directory::remove).await,
             Self::Object(bucket) => bucket.remove(family).await,
         }
     }
@@ -267,10 +258,7 @@ impl ModelStore {
     /// the family retrains.
     pub async fn quarantine(&self, family: &str) {
         match self {
-            Self::Directory(dir) => {
-                let (dir, family) = (dir.clone(), family.to_owned());
-                blocking(move || directory::quarantine(&dir, &family)).await;
-            }
+            Self::Directory(dir) => in_directory(dir, family, directory::quarantine).await,
             Self::Object(bucket) => bucket.quarantine(family).await,
         }
     }
@@ -283,6 +271,16 @@ impl fmt::Display for ModelStore {
             Self::Object(bucket) => write!(f, "{bucket}"),
         }
     }
+}
+
+/// Runs a file-system operation on `family` in `dir` on a blocking thread.
+async fn in_directory<T: Send + 'static>(
+    dir: &Path,
+    family: &str,
+    operation: fn(&Path, &str) -> T,
+) -> T {
+    let (dir, family) = (dir.to_owned(), family.to_owned());
+    blocking(move || operation(&dir, &family)).await
 }
 
 /// Runs a file-system operation on a blocking thread, passing its panic on.
@@ -471,7 +469,6 @@ fn is_weights_name(name: &str, family: &str, version: u64) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::fs;
-    use std::path::Path;
 
     use super::*;
     use crate::model::window::Grid;

@@ -167,6 +167,17 @@ impl Bucket {
         Ok(Some((pointer, version)))
     }
 
+    /// Writes a family's pointer: created, or moved from the version read.
+    async fn put_pointer(
+        &self,
+        family: &str,
+        pointer: &Pointer,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(pointer).expect("a pointer serialises");
+        self.put(&self.object(family, POINTER), json, mode).await
+    }
+
     async fn put(&self, path: &Path, bytes: Vec<u8>, mode: PutMode) -> Result<(), StoreError> {
         let options = PutOptions {
             mode,
@@ -216,14 +227,11 @@ impl Bucket {
             trained_at_ms: meta.trained_at_ms,
             quarantined: false,
         };
-        let pointer_json = serde_json::to_vec(&pointer).expect("a pointer serialises");
         let (previous, mode) = match current {
             Some((previous, version)) => (Some(previous.generation), PutMode::Update(version)),
             None => (None, PutMode::Create),
         };
-        let moved = self
-            .put(&self.object(&family, POINTER), pointer_json, mode)
-            .await;
+        let moved = self.put_pointer(&family, &pointer, mode).await;
         match moved {
             Ok(()) => {
                 if let Some(previous) = previous {
@@ -398,16 +406,17 @@ impl Bucket {
 
     /// Marks the family's pointer quarantined, unless it moved on since
     /// (then a newer model is there, and nothing is wrong with it yet).
-    /// The objects stay, for inspection, until the family's next save
-    /// after this one prunes them.
+    /// The objects stay, for inspection, until the family's second save
+    /// from now prunes them.
     pub(super) async fn quarantine(&self, family: &str) {
         let Ok(Some((mut pointer, version))) = self.pointer(family).await else {
             return;
         };
         pointer.quarantined = true;
-        let json = serde_json::to_vec(&pointer).expect("a pointer serialises");
-        let path = self.object(family, POINTER);
-        if let Err(e) = self.put(&path, json, PutMode::Update(version)).await {
+        let moved = self
+            .put_pointer(family, &pointer, PutMode::Update(version))
+            .await;
+        if let Err(e) = moved {
             tracing::warn!(family, error = %e, "could not move the model aside");
         }
     }
