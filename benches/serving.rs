@@ -47,9 +47,7 @@ use burn::tensor::Device;
 use promcast::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 use promcast::duration::PromDuration;
 use promcast::forecast::training::{TrainingPlan, fit};
-use promcast::forecast::{
-    Cache, Cancel, FamilyQuery, Predictor, ServedModel, anomaly_memory, evaluate,
-};
+use promcast::forecast::{Cache, Cancel, FamilyQuery, Predictor, ServedModel, evaluate};
 use promcast::labels::Labels;
 use promcast::model::train::TrainConfig;
 use promcast::series::{Horizon, Output, SeriesKind};
@@ -194,13 +192,13 @@ fn in_process() {
     println!("| query | series | forecasts made | cold cache | warm cache |");
     println!("|---|---:|---:|---:|---:|");
 
-    // A day of 1-minute forecasts for one series: the day, the anomaly
-    // score's memory before it (2,053 steps), and the day of history
-    // before that which normalisation and the seasonal input read.
+    // A day of 1-minute forecasts for one series: the day, and the
+    // history an anomaly score at its first minute reads (its memory of
+    // samples, and the day that normalisation and the seasonal input read).
     let day_outputs = outputs(&all, &kinds, true);
     let anomaly_only = outputs(&[], &[], true);
-    let history_ms = 2 * DAY_MS + 2 * HOUR_MS + anomaly_memory(MINUTE_MS) as i64 * MINUTE_MS;
-    let source = family(1, history_ms, end);
+    let history_ms = predictor.history_ms(true);
+    let source = family(1, DAY_MS + history_ms, end);
     let times: Vec<i64> = (end - DAY_MS..=end).step_by(MINUTE_MS as usize).collect();
     let run = |cache: &Cache| {
         evaluate(
@@ -234,10 +232,23 @@ fn in_process() {
     let (made, cold, warm) = cold_and_warm(&predictor, &metrics, &anomaly_only, &times, &source, 5);
     println!("| 24 h at 1 min, anomaly score only | 1 | {made} | {cold:.1?} | {warm:.2?} |");
 
-    // An instant anomaly score reads its whole memory per series, cold.
-    let source = family(1_000, history_ms - DAY_MS, end);
-    let (made, cold, warm) = cold_and_warm(&predictor, &metrics, &anomaly_only, &[end], &source, 1);
-    println!("| instant `anomaly_score` | 1000 | {made} | {cold:.1?} | {warm:.2?} |");
+    // An instant anomaly score reads the samples of its whole memory per
+    // series, and one forecast: at the minute after a segment's end, the
+    // forecast's window is a whole hour (the worst case); a minute later,
+    // half an hour.
+    for count in [1_000, 10_000] {
+        let source = family(count, history_ms, end);
+        for (at, window) in [
+            (segment_end + MINUTE_MS, "1 h"),
+            (segment_end + 2 * MINUTE_MS, "31 min"),
+        ] {
+            let (made, cold, warm) =
+                cold_and_warm(&predictor, &metrics, &anomaly_only, &[at], &source, 3);
+            println!(
+                "| instant `anomaly_score`, window of {window} | {count} | {made} | {cold:.1?} | {warm:.2?} |"
+            );
+        }
+    }
 
     let instant = outputs(&[HOUR_MS], &[SeriesKind::Predicted], false);
     let mut cache_bytes = None;
@@ -283,8 +294,9 @@ fn in_process() {
     );
 }
 
-/// How many forecasts `outputs` at `times` make, and the median time of
-/// `runs` runs with a new cache and with a warm one.
+/// How many forecasts `outputs` at `times` make (the model's runs, kept in
+/// the cache or not), and the median time of `runs` runs with a new cache
+/// and with a warm one.
 fn cold_and_warm(
     predictor: &Predictor,
     metrics: &Metrics,
@@ -309,14 +321,16 @@ fn cold_and_warm(
         )
     };
     let warm_cache = Cache::new(CACHE_VALUES);
+    let before = metrics.cache_misses.get();
     run(&warm_cache);
+    let made = metrics.cache_misses.get() - before;
     let cold = timing::median(0, runs, || {
         black_box(run(&Cache::new(CACHE_VALUES)));
     });
     let warm = timing::median(1, runs.max(3), || {
         black_box(run(&warm_cache));
     });
-    (warm_cache.len(), cold, warm)
+    (made as usize, cold, warm)
 }
 
 async fn through_prometheus() {

@@ -10,25 +10,34 @@
 //! BENCHMARKS.md), each step below earns its place.
 //!
 //! The score at `t` reads *rows*: `t` and the model steps before it, each
-//! with the residual of the forecast made one step earlier (in one-step
-//! errors, [`sigma`]) and the sample there. Only samples at or before `t`.
+//! with the latest sample there. Only `t` itself needs the model: its
+//! residual against the forecast made one step earlier. Everything the
+//! score remembers is computed from the samples alone, so a query costs
+//! one forecast per time asked, however long the memory (an instant score
+//! over 10,000 series costs what an instant forecast does).
 //!
-//! 1. **Rank**: a row's residual against the largest of the
-//!    [`RANK_ROWS`] rows before it (at least [`RANK_FLOOR`]): it scores
-//!    1 at twice that largest. What is unusual is what this series has not
-//!    done lately, whatever its model's typical error.
+//! 1. **Rank**: a residual against the largest *change* of the
+//!    [`RANK_ROWS`] rows before it: a row's change is its step from the
+//!    row before less the same step a day earlier (the seasonal-naive
+//!    residual), measured in that row's daily spread, so that the memory
+//!    reads a busy day's changes at that day's scale. It scores 1 at
+//!    1 / [`RANK_SHARE`] times that largest change, or that many one-step
+//!    errors of the predictor where the recent changes were smaller. What
+//!    is unusual is what this series has not done lately, whatever its
+//!    model's typical error.
 //! 2. **Range guard**: a sample outside the range of the [`GUARD_ROWS`]
 //!    samples before it by more than [`GUARD_MARGIN`] of that range scores
 //!    by how far, 1 at [`GUARD_SCALE`]. A new level is unusual even where
 //!    the forecast follows it at once.
 //! 3. **Rest**: a row's level (the larger of the two) counts only where it
 //!    exceeds the levels of the [`REST`] rows before it and of the rows
-//!    within [`SEASON_SPREAD`] of the same time a day earlier; elsewhere
-//!    the score is 0. An incident scores when it starts or gets worse, not
-//!    on every row while it lasts, and a daily spike that came yesterday
-//!    does not page today. So an alert on the score fires once per
-//!    incident, as CAD OSE, KNN CAD and ARTime suppress after an alarm;
-//!    `keep_firing_for` holds it open (see `deploy/prometheus/rules`).
+//!    within [`SEASON_SPREAD`] of the same time a day earlier, each of
+//!    those ranked by its own change; elsewhere the score is 0. An
+//!    incident scores when it starts or gets worse, not on every row while
+//!    it lasts, and a daily spike that came yesterday does not page today.
+//!    So an alert on the score fires once per incident, as CAD OSE, KNN CAD
+//!    and ARTime suppress after an alarm; `keep_firing_for` holds it open
+//!    (see `deploy/prometheus/rules`).
 //!
 //! The memory is finite on purpose ([`memory`]): the score at `t` depends
 //! on no row older than that, so every query, range or instant, remote
@@ -36,15 +45,12 @@
 //! from the whole file.
 
 /// Rows a residual is ranked against.
-pub const RANK_ROWS: usize = 600;
-/// Fewest residuals among them for a rank.
+pub const RANK_ROWS: usize = 1000;
+/// Fewest changes among them for a rank.
 pub const MIN_RANK_ROWS: usize = 100;
-/// The largest residual a rank divides by is at least this (one-step
-/// errors): a series quiet for days does not page on a one-σ wiggle.
-pub const RANK_FLOOR: f64 = 1.0;
-/// The rank part is `RANK_SHARE · |r| / largest`: 1 at twice the
-/// largest recent residual.
-pub const RANK_SHARE: f64 = 0.5;
+/// The rank part is `RANK_SHARE · |r| / largest`: 1 at 1/0.7 times the
+/// largest recent change.
+pub const RANK_SHARE: f64 = 0.7;
 /// Samples whose range the guard checks a sample against.
 pub const GUARD_ROWS: usize = 288;
 /// Fewest samples among them for a guard.
@@ -57,18 +63,19 @@ pub const GUARD_SCALE: f64 = 0.272;
 pub const REST: usize = 24;
 /// Rows either side of `t − 1 day` whose levels `t`'s must exceed.
 pub const SEASON_SPREAD: usize = 12;
-/// Floor of the one-step error, in units of the series' daily spread
-/// (the normalisation scale of its forecasts).
+/// Floor of the one-step error, and of the largest change a change is
+/// ranked against, in units of the series' daily spread (the
+/// normalisation scale of its forecasts).
 pub const MIN_SIGMA: f64 = 0.05;
 
-/// One model step of a series, as the score reads it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Row {
-    /// The sample less the forecast made one step earlier, in one-step
-    /// errors; `None` without a sample or a forecast.
-    pub residual: Option<f64>,
-    /// The latest sample at the row's time, if fresh.
-    pub value: Option<f64>,
+/// A row's one-step residual, in source units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Residual {
+    /// The sample less its forecast.
+    pub value: f64,
+    /// The predictor's one-step error there ([`sigma`] times the
+    /// normalisation scale).
+    pub error: f64,
 }
 
 /// The one-step error a residual is measured in: the predictor's, held at
@@ -78,30 +85,69 @@ pub fn sigma(one_step_sigma: f64) -> f64 {
 }
 
 /// Rows the score at `t` reads (`t` included) on a grid of `rows_per_day`
-/// steps a day.
+/// steps a day: the rows it rests against, the changes each of them is
+/// ranked against, and the day before each change.
 pub fn memory(rows_per_day: usize) -> usize {
-    REST.max(rows_per_day + SEASON_SPREAD) + RANK_ROWS.max(GUARD_ROWS) + 1
+    REST.max(rows_per_day + SEASON_SPREAD) + RANK_ROWS.max(GUARD_ROWS) + rows_per_day + 2
 }
 
-/// The score at every row of `rows` (consecutive model steps, oldest
-/// first), each from the rows at or before it; `None` where a row has
-/// neither a residual to rank nor a sample to guard. A row with at least
-/// [`memory`] rows before it in `rows` scores as it would with any longer
-/// history.
-pub fn scores(rows: &[Row], rows_per_day: usize) -> Vec<Option<f64>> {
-    let levels = levels(rows);
-    (0..rows.len())
-        .map(|i| {
-            let level = levels[i]?;
+/// What the score at one row knows before its residual is known, from
+/// the samples alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Context {
+    /// The largest recent change, in source units at this row's spread.
+    largest: Option<f64>,
+    /// The row's range guard.
+    guard: Option<f64>,
+    /// The highest level among the rows it rests against.
+    before: f64,
+}
+
+impl Context {
+    /// The score given the row's residual, if it has one; `None` where
+    /// there is neither a residual to rank nor a sample to guard.
+    pub fn score(&self, residual: Option<Residual>) -> Option<f64> {
+        let rank = residual
+            .zip(self.largest)
+            .map(|(r, largest)| RANK_SHARE * r.value.abs() / largest.max(r.error));
+        let level = either(rank, self.guard)?;
+        Some(if level > self.before { level } else { 0.0 })
+    }
+}
+
+/// The contexts of the rows `asked` (indices into `values`: the samples
+/// at consecutive model steps, oldest first), each from the rows at or
+/// before it. A row with at least [`memory`] rows before it scores as it
+/// would with any longer history.
+pub fn contexts(values: &[Option<f64>], rows_per_day: usize, asked: &[usize]) -> Vec<Context> {
+    let Some(&first) = asked.iter().min() else {
+        return Vec::new();
+    };
+    let rested = REST.max(rows_per_day + SEASON_SPREAD);
+    let memory = Memory::new(values, rows_per_day, first.saturating_sub(rested));
+    // A range query's rows rest against mostly the same rows: each is
+    // ranked once.
+    let mut remembered: Vec<Option<Option<f64>>> =
+        vec![None; if asked.len() > 1 { values.len() } else { 0 }];
+    asked
+        .iter()
+        .map(|&i| {
             let recent = i.saturating_sub(REST)..i;
             let yesterday = i.checked_sub(rows_per_day).map_or(0..0, |d| {
                 d.saturating_sub(SEASON_SPREAD)..(d + SEASON_SPREAD + 1).min(i)
             });
             let before = recent
                 .chain(yesterday)
-                .filter_map(|j| levels[j])
+                .filter_map(|j| match remembered.get_mut(j) {
+                    Some(kept) => *kept.get_or_insert_with(|| memory.remembered(j)),
+                    None => memory.remembered(j),
+                })
                 .fold(0.0, f64::max);
-            Some(if level > before { level } else { 0.0 })
+            Context {
+                largest: memory.largest(i).zip(memory.spread(i)).map(|(m, s)| m * s),
+                guard: memory.guard(i),
+                before,
+            }
         })
         .collect()
 }
@@ -114,76 +160,189 @@ pub fn unit_interval(score: f64) -> f64 {
     s / (1.0 + s)
 }
 
-/// Each row's level: the larger of its rank and its guard.
-fn levels(rows: &[Row]) -> Vec<Option<f64>> {
-    let residuals: Vec<Option<f64>> = rows.iter().map(|r| r.residual.map(f64::abs)).collect();
-    let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
-    let largest = Trailing::new(&residuals, RANK_ROWS, f64::max);
-    let highest = Trailing::new(&values, GUARD_ROWS, f64::max);
-    let lowest = Trailing::new(&values, GUARD_ROWS, f64::min);
-    (0..rows.len())
-        .map(|i| {
-            let rank = residuals[i]
-                .zip(largest.before(i, MIN_RANK_ROWS))
-                .map(|(r, m)| RANK_SHARE * r / m.max(RANK_FLOOR));
-            let guard = values[i]
-                .zip(highest.before(i, MIN_GUARD_ROWS))
-                .zip(lowest.before(i, MIN_GUARD_ROWS))
-                .map(|((x, hi), lo)| {
-                    let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo).max(f64::MIN_POSITIVE);
-                    if outside > GUARD_MARGIN {
-                        outside / GUARD_SCALE
-                    } else {
-                        0.0
-                    }
-                });
-            match (rank, guard) {
-                (Some(r), Some(g)) => Some(r.max(g)),
-                (r, g) => r.or(g),
+/// What the score knows of the rows from the samples alone, computed
+/// where some asked row reads it: an instant score reads a few dozen
+/// rows' levels, each over hundreds of rows before it.
+struct Memory {
+    /// Each row's sample, `NaN` where none.
+    values: Vec<f64>,
+    /// How many samples the rows before each row hold.
+    values_before: Vec<u32>,
+    /// Each row's daily spread: the standard deviation of the day of
+    /// samples before it (at least two), held off zero as the forecasts'
+    /// normalisation is; `NaN` where there are fewer, or before the first
+    /// row any asked row ranks against.
+    spreads: Vec<f64>,
+    /// Each row's change, in its daily spread (`NaN` where none, or before
+    /// the first row any asked row ranks against).
+    changes: Vec<f64>,
+    changes_before: Vec<u32>,
+    /// The largest change, and the highest and lowest sample, of each
+    /// block of [`BLOCK`] rows.
+    block_largest: Vec<f64>,
+    block_highest: Vec<f64>,
+    block_lowest: Vec<f64>,
+}
+
+/// Rows per block of changes, for the largest over a span.
+const BLOCK: usize = 32;
+
+impl Memory {
+    /// The memory of `values`, with changes from the rows that the rows
+    /// from `from` on rank against. One pass: the day before each row is
+    /// a window of running sums.
+    fn new(values: &[Option<f64>], rows_per_day: usize, from: usize) -> Self {
+        let n = values.len();
+        let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        let offset = values.iter().copied().find(|v| !v.is_nan()).unwrap_or(0.0);
+        let changes_from = from.saturating_sub(RANK_ROWS).min(n);
+        let mut values_before = vec![0u32; n + 1];
+        for i in 0..n {
+            values_before[i + 1] = values_before[i] + u32::from(!values[i].is_nan());
+        }
+        // The day before each row as running sums, entered where the first
+        // spread is needed.
+        let (mut sum, mut squares) = (0.0, 0.0);
+        for &v in &values[changes_from.saturating_sub(rows_per_day)..changes_from] {
+            if !v.is_nan() {
+                (sum, squares) = (sum + (v - offset), squares + (v - offset) * (v - offset));
             }
+        }
+        let mut spreads = vec![f64::NAN; n];
+        for i in changes_from..n {
+            let count = values_before[i] - values_before[i.saturating_sub(rows_per_day)];
+            if count >= 2 {
+                let count = f64::from(count);
+                let mean = sum / count;
+                let var = (squares / count - mean * mean).max(0.0);
+                spreads[i] = crate::model::window::floor_scale(var.sqrt(), mean + offset);
+            }
+            let v = values[i];
+            if !v.is_nan() {
+                (sum, squares) = (sum + (v - offset), squares + (v - offset) * (v - offset));
+            }
+            if let Some(old) = i.checked_sub(rows_per_day).map(|j| values[j])
+                && !old.is_nan()
+            {
+                (sum, squares) = (
+                    sum - (old - offset),
+                    squares - (old - offset) * (old - offset),
+                );
+            }
+        }
+        let mut changes = vec![f64::NAN; n];
+        for i in changes_from.max(1)..n {
+            let step = values[i] - values[i - 1];
+            let yesterday = match i.checked_sub(rows_per_day + 1) {
+                Some(d) => values[d + 1] - values[d],
+                None => f64::NAN,
+            };
+            let yesterday = if yesterday.is_nan() { 0.0 } else { yesterday };
+            changes[i] = (step - yesterday).abs() / spreads[i];
+        }
+        let mut changes_before = vec![0u32; n + 1];
+        for i in 0..n {
+            changes_before[i + 1] = changes_before[i] + u32::from(!changes[i].is_nan());
+        }
+        Self {
+            block_largest: block_extremes(&changes, f64::max),
+            block_highest: block_extremes(&values, f64::max),
+            block_lowest: block_extremes(&values, f64::min),
+            values,
+            values_before,
+            spreads,
+            changes,
+            changes_before,
+        }
+    }
+
+    /// Row `i`'s daily spread, if it has one.
+    fn spread(&self, i: usize) -> Option<f64> {
+        Some(self.spreads[i]).filter(|s| !s.is_nan())
+    }
+
+    fn value(&self, i: Option<usize>) -> Option<f64> {
+        i.map(|i| self.values[i]).filter(|v| !v.is_nan())
+    }
+
+    /// The largest change among the [`RANK_ROWS`] rows before row `i`, if
+    /// at least [`MIN_RANK_ROWS`] of them have one.
+    fn largest(&self, i: usize) -> Option<f64> {
+        let from = i.saturating_sub(RANK_ROWS);
+        if self.changes_before[i] - self.changes_before[from] < MIN_RANK_ROWS as u32 {
+            return None;
+        }
+        Some(extreme(
+            &self.changes,
+            &self.block_largest,
+            from..i,
+            f64::max,
+        ))
+    }
+
+    /// The level of an earlier row `i` as the score remembers it: its
+    /// change ranked the same way as a residual, or its guard.
+    fn remembered(&self, i: usize) -> Option<f64> {
+        let c = Some(self.changes[i]).filter(|c| !c.is_nan());
+        let rank = c
+            .zip(self.largest(i))
+            .map(|(c, m)| RANK_SHARE * c / m.max(MIN_SIGMA));
+        either(rank, self.guard(i))
+    }
+
+    /// How far the sample at row `i` lies outside the range of the
+    /// [`GUARD_ROWS`] samples before it.
+    fn guard(&self, i: usize) -> Option<f64> {
+        let x = self.value(Some(i))?;
+        let from = i.saturating_sub(GUARD_ROWS);
+        if ((self.values_before[i] - self.values_before[from]) as usize) < MIN_GUARD_ROWS {
+            return None;
+        }
+        let hi = extreme(&self.values, &self.block_highest, from..i, f64::max);
+        let lo = extreme(&self.values, &self.block_lowest, from..i, f64::min);
+        let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo).max(f64::MIN_POSITIVE);
+        Some(if outside > GUARD_MARGIN {
+            outside / GUARD_SCALE
+        } else {
+            0.0
         })
+    }
+}
+
+/// The extreme (by `pick`, which ignores `NaN`) of `values[range]`, read
+/// whole blocks at a time off `blocks` (each block of [`BLOCK`] values'
+/// own extreme).
+fn extreme(
+    values: &[f64],
+    blocks: &[f64],
+    range: std::ops::Range<usize>,
+    pick: fn(f64, f64) -> f64,
+) -> f64 {
+    let scan = |r: std::ops::Range<usize>| values[r].iter().copied().fold(f64::NAN, pick);
+    let (first, last) = (range.start.div_ceil(BLOCK), range.end / BLOCK);
+    if first >= last {
+        return scan(range);
+    }
+    let whole = blocks[first..last].iter().copied().fold(f64::NAN, pick);
+    pick(
+        pick(scan(range.start..first * BLOCK), whole),
+        scan(last * BLOCK..range.end),
+    )
+}
+
+/// Each block of [`BLOCK`] values' extreme (by `pick`).
+fn block_extremes(values: &[f64], pick: fn(f64, f64) -> f64) -> Vec<f64> {
+    values
+        .chunks(BLOCK)
+        .map(|b| b.iter().copied().fold(f64::NAN, pick))
         .collect()
 }
 
-/// For each row, the extreme (by `pick`) of the values present among the
-/// `span` rows before it, and how many there were: a monotonic queue, so
-/// a whole series costs one pass whatever the span.
-struct Trailing {
-    extremes: Vec<Option<(f64, usize)>>,
-}
-
-impl Trailing {
-    fn new(values: &[Option<f64>], span: usize, pick: fn(f64, f64) -> f64) -> Self {
-        let mut queue: std::collections::VecDeque<(usize, f64)> = Default::default();
-        let mut present = 0;
-        let mut extremes = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            // The window of row i is [i − span, i − 1].
-            if let Some(old) = i.checked_sub(span + 1)
-                && values[old].is_some()
-            {
-                present -= 1;
-            }
-            while queue.front().is_some_and(|&(j, _)| j + span < i) {
-                queue.pop_front();
-            }
-            extremes.push(queue.front().map(|&(_, x)| (x, present)));
-            if let Some(x) = *v {
-                // Drop what `x` beats for good: it is newer and at least as
-                // extreme.
-                while queue.back().is_some_and(|&(_, y)| pick(x, y) == x) {
-                    queue.pop_back();
-                }
-                queue.push_back((i, x));
-                present += 1;
-            }
-        }
-        Self { extremes }
-    }
-
-    /// The extreme before row `i`, if at least `min` values were there.
-    fn before(&self, i: usize, min: usize) -> Option<f64> {
-        self.extremes[i].filter(|&(_, n)| n >= min).map(|(x, _)| x)
+/// The larger of two optional levels.
+fn either(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 

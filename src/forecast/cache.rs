@@ -4,13 +4,6 @@
 //! new points. A recent anchor is keyed by its inputs too: it is reused
 //! until a new sample changes them, so the queries between two scrapes run
 //! the model once.
-//!
-//! The anomaly score reads a few thousand one-step residuals per series
-//! (`anomaly::memory`): far too many whole forecasts to keep, so the
-//! residuals of settled rows are kept on their own, 4 bytes a row, per
-//! series, model version and phase of the model grid ([`RowKey`]). An
-//! alert rule evaluated every minute then computes only the rows that are
-//! new since its last evaluation.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -38,110 +31,19 @@ pub struct Key {
     pub input: u64,
 }
 
-/// Identifies one series' settled anomaly rows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RowKey {
-    /// Family name.
-    pub family: String,
-    /// Model version the residuals came from; 0 for the baseline.
-    pub version: u64,
-    /// Fingerprint of the source series' labels.
-    pub series: u64,
-    /// The model step, and the rows' offset from its multiples.
-    pub step_ms: i64,
-    pub phase_ms: i64,
-}
-
-/// Consecutive rows' residuals from `start_ms`, one model step apart;
-/// `NaN` where a row has none.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rows {
-    /// Time of the first row.
-    pub start_ms: i64,
-    /// One residual per row.
-    pub residuals: Vec<f32>,
-}
-
-impl Rows {
-    /// The residual kept for the row at `t_ms` (`Some(NaN)`: the row had
-    /// none); `None` where no row at `t_ms` is kept.
-    pub fn at(&self, t_ms: i64, step_ms: i64) -> Option<f32> {
-        let offset = t_ms - self.start_ms;
-        if offset < 0 || offset % step_ms != 0 {
-            return None;
-        }
-        self.residuals.get((offset / step_ms) as usize).copied()
-    }
-}
-
-/// A bounded map from [`Key`] to model outputs, and from [`RowKey`] to
-/// settled anomaly rows.
+/// A bounded map from [`Key`] to model outputs.
 pub struct Cache {
     entries: Mutex<HashMap<Key, Arc<Anchor>>>,
     max_values: usize,
-    rows: Mutex<RowStore>,
-}
-
-/// Settled anomaly rows, and how many there are in all.
-#[derive(Default)]
-struct RowStore {
-    map: HashMap<RowKey, Rows>,
-    held: usize,
 }
 
 impl Cache {
-    /// A cache holding at most `max_values` output values in all, and as
-    /// many anomaly rows.
+    /// A cache holding at most `max_values` output values in all.
     pub fn new(max_values: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
             max_values,
-            rows: Mutex::default(),
         }
-    }
-
-    /// The settled rows of `key` between `from_ms` and `to_ms`
-    /// (inclusive), if any are kept.
-    pub fn rows(&self, key: &RowKey, from_ms: i64, to_ms: i64) -> Option<Rows> {
-        let store = lock(&self.rows);
-        let kept = store.map.get(key)?;
-        let step = key.step_ms;
-        let end_ms = kept.start_ms + kept.residuals.len() as i64 * step;
-        let first = from_ms.max(kept.start_ms);
-        let last = to_ms.min(end_ms - step);
-        if last < first {
-            return None;
-        }
-        let i = ((first - kept.start_ms) / step) as usize;
-        let j = ((last - kept.start_ms) / step) as usize;
-        Some(Rows {
-            start_ms: first,
-            residuals: kept.residuals[i..=j].to_vec(),
-        })
-    }
-
-    /// Keeps `new` (settled rows) for `key`, joined to what is kept where
-    /// they meet or overlap, replacing it otherwise. When full the rows
-    /// start over, as the forecasts do.
-    pub fn put_rows(&self, key: RowKey, new: Rows) {
-        if new.residuals.is_empty() {
-            return;
-        }
-        let mut store = lock(&self.rows);
-        let step = key.step_ms;
-        let joined = match store.map.remove(&key) {
-            Some(kept) => {
-                store.held -= kept.residuals.len();
-                join(kept, new, step)
-            }
-            None => new,
-        };
-        store.held += joined.residuals.len();
-        if store.held > self.max_values {
-            store.map.clear();
-            store.held = joined.residuals.len();
-        }
-        store.map.insert(key, joined);
     }
 
     /// The cached anchor for `key`.
@@ -163,9 +65,6 @@ impl Cache {
     /// Drops every entry of `family` (after retraining).
     pub fn evict_family(&self, family: &str) {
         lock(&self.entries).retain(|k, _| k.family != family);
-        let mut store = lock(&self.rows);
-        store.map.retain(|k, _| k.family != family);
-        store.held = store.map.values().map(|r| r.residuals.len()).sum();
     }
 
     /// Number of cached anchors.
@@ -176,26 +75,6 @@ impl Cache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// `kept` and `new` as one run where they meet or overlap (`new` wins
-/// where both have a row), else `new` alone.
-fn join(kept: Rows, new: Rows, step: i64) -> Rows {
-    let end = |r: &Rows| r.start_ms + r.residuals.len() as i64 * step;
-    if new.start_ms > end(&kept) || kept.start_ms > end(&new) {
-        return new;
-    }
-    let start_ms = kept.start_ms.min(new.start_ms);
-    let len = ((end(&kept).max(end(&new)) - start_ms) / step) as usize;
-    let mut residuals = vec![f32::NAN; len];
-    for r in [&kept, &new] {
-        let at = ((r.start_ms - start_ms) / step) as usize;
-        residuals[at..at + r.residuals.len()].copy_from_slice(&r.residuals);
-    }
-    Rows {
-        start_ms,
-        residuals,
     }
 }
 
@@ -241,35 +120,5 @@ mod tests {
         assert_eq!(c.len(), 1, "a full cache starts over");
         c.evict_family("cpu");
         assert!(c.is_empty());
-    }
-
-    #[test]
-    fn rows_join_where_they_meet_and_are_read_back_in_part() {
-        let c = Cache::new(1000);
-        let key = RowKey {
-            family: "cpu".into(),
-            version: 1,
-            series: 7,
-            step_ms: 10,
-            phase_ms: 0,
-        };
-        let rows = |start_ms: i64, values: &[f32]| Rows {
-            start_ms,
-            residuals: values.to_vec(),
-        };
-        c.put_rows(key.clone(), rows(100, &[1.0, 2.0, 3.0]));
-        // Overlapping the end: joined, the newer value wins.
-        c.put_rows(key.clone(), rows(120, &[30.0, 4.0]));
-        assert_eq!(
-            c.rows(&key, 0, 1000),
-            Some(rows(100, &[1.0, 2.0, 30.0, 4.0]))
-        );
-        assert_eq!(c.rows(&key, 110, 120), Some(rows(110, &[2.0, 30.0])));
-        assert_eq!(c.rows(&key, 140, 200), None);
-        // Apart from what is kept: it replaces it.
-        c.put_rows(key.clone(), rows(500, &[5.0]));
-        assert_eq!(c.rows(&key, 0, 1000), Some(rows(500, &[5.0])));
-        c.evict_family("cpu");
-        assert_eq!(c.rows(&key, 0, 1000), None);
     }
 }

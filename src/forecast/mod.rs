@@ -128,8 +128,6 @@ pub struct Evaluation<'a> {
     shape: Shape,
     staleness: i64,
     grid_start: i64,
-    /// Rows the anomaly score at a time reads; 0 when none is asked.
-    anomaly_memory: usize,
     /// The runs of rows the anomaly scores at `times` read, by phase;
     /// empty when none is asked.
     anomaly_runs: BTreeMap<i64, RowRun>,
@@ -156,16 +154,11 @@ impl<'a> Evaluation<'a> {
             }
         };
         let needs_anomaly = outputs.iter().any(|o| o.kind == SeriesKind::AnomalyScore);
-        // The anomaly score's oldest row reads a forecast made this many
-        // steps before the first time.
-        let anomaly_memory = if needs_anomaly {
-            anomaly_memory(step)
-        } else {
-            0
-        };
-        let points_back = (shape.history_points() + anomaly_memory + 1) as i64;
+        // The anomaly score reads the samples of its memory, but
+        // forecasts only at the times asked.
+        let points_back = (shape.history_points() + 1) as i64;
         let anomaly_runs = if needs_anomaly {
-            row_runs(times, step, anomaly_memory)
+            row_runs(times, step, anomaly_memory(step))
         } else {
             BTreeMap::new()
         };
@@ -178,26 +171,10 @@ impl<'a> Evaluation<'a> {
             shape,
             staleness: staleness_ms(step),
             grid_start: t_min.div_euclid(step) * step - points_back * step,
-            anomaly_memory,
             anomaly_runs,
             needs_forecast: outputs.iter().any(|o| o.kind != SeriesKind::AnomalyScore),
             now: crate::calendar::now_ms(),
         })
-    }
-
-    /// Where the settled anomaly rows of the series with `fingerprint` at
-    /// `phase` are cached: per model version (the baseline's as 0).
-    fn row_key(&self, fingerprint: u64, phase: i64) -> cache::RowKey {
-        cache::RowKey {
-            family: self.family.to_owned(),
-            version: match self.predictor {
-                Predictor::Model(m) => m.meta.version,
-                Predictor::Baseline(_) => 0,
-            },
-            series: fingerprint,
-            step_ms: self.step,
-            phase_ms: phase,
-        }
     }
 }
 
@@ -256,9 +233,8 @@ pub fn evaluate(
     };
     // A large family is evaluated a share of its series at a time, so that
     // the inputs and forecasts alive at once stay bounded whatever the
-    // number of series and rows (an anomaly score reads a few thousand
-    // forecasts per series at a 1-minute step).
-    let per_series = ev.times.len() + ev.anomaly_memory;
+    // number of series and times.
+    let per_series = ev.times.len();
     let chunk = (MAX_FORECASTS_ALIVE / per_series.max(1)).max(1);
     let mut result = Vec::new();
     for part in source.chunks(chunk) {
@@ -272,7 +248,7 @@ pub fn evaluate(
         result.extend(
             part.iter()
                 .zip(&plan.series)
-                .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned, cache)),
+                .flat_map(|(series, planned)| read::series_outputs(&ev, series, planned)),
         );
     }
     metrics.series_served.inc_by(result.len() as u64);
@@ -315,8 +291,7 @@ fn run_model(
             });
             let planned = &mut series[si];
             // An anchor only anomaly rows read holds one step: not a
-            // forecast to serve to anyone else (the rows themselves are
-            // kept, `Cache::put_rows`).
+            // forecast to serve to anyone else.
             if planned.forecast_reads.contains(&w.end) {
                 cache.put(key.clone(), Arc::clone(&anchor));
             }
@@ -329,6 +304,25 @@ fn run_model(
 /// sample at `t` is compared with.
 fn before(t: i64, step: i64) -> i64 {
     (t - 1).div_euclid(step) * step
+}
+
+/// The latest sample at or before each of `times` (ascending), if fresher
+/// than `staleness`: one walk through `samples`.
+pub(crate) fn samples_at(
+    samples: &[(i64, f64)],
+    times: impl Iterator<Item = i64>,
+    staleness: i64,
+) -> Vec<Option<f64>> {
+    let mut next = 0;
+    times
+        .map(|t| {
+            while next < samples.len() && samples[next].0 <= t {
+                next += 1;
+            }
+            let (ts, v) = *samples.get(next.checked_sub(1)?)?;
+            (t - ts < staleness).then_some(v)
+        })
+        .collect()
 }
 
 /// Rows of memory the anomaly score has at a model step of `step_ms`.
@@ -351,10 +345,6 @@ struct RowRun {
 impl RowRun {
     fn times(self, step: i64) -> impl Iterator<Item = i64> {
         (0..self.rows as i64).map(move |k| self.start + k * step)
-    }
-
-    fn last(self, step: i64) -> i64 {
-        self.start + (self.rows as i64 - 1) * step
     }
 }
 

@@ -1,6 +1,7 @@
 //! Phase 1 of an evaluation: for every source series, its grid, the anchors
-//! the requested outputs read, which of them the cache already holds, and
-//! the passes the model still has to run for the others.
+//! the requested outputs read, which of them the cache already holds, the
+//! passes the model still has to run for the others, and what the anomaly
+//! score knows from the samples alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use crate::model::{FEATURES, Grid, Pass, Shape, Window};
 use crate::upstream::SourceSeries;
 
 use super::cache::{self, Cache};
-use super::{Anchor, Evaluation, Predictor, ServedModel, before};
+use super::{
+    Anchor, Evaluation, Predictor, ServedModel, anomaly, before, rows_per_day, samples_at,
+};
 use crate::telemetry::Metrics;
 
 /// The anchors one series needs, by grid index; `None` until computed.
@@ -35,10 +38,9 @@ pub struct SeriesPlan {
     pub anchors: Anchors,
     /// Those a forecast reads, beyond its first step.
     pub forecast_reads: BTreeSet<usize>,
-    /// Fingerprint of the series' labels.
-    pub fingerprint: u64,
-    /// Settled anomaly rows the cache held, by phase.
-    pub kept_rows: BTreeMap<i64, cache::Rows>,
+    /// What the anomaly score at each evaluation time knows from the
+    /// samples; empty when no score is asked.
+    pub anomaly: BTreeMap<i64, anomaly::Context>,
 }
 
 /// Every series planned, and the model runs still to do.
@@ -90,19 +92,14 @@ fn plan_series(
         }
     }
     let fingerprint = cache::fingerprint(&series.labels);
-    let mut kept_rows = BTreeMap::new();
-    for (&phase, &run) in &ev.anomaly_runs {
-        let kept = cache.rows(&ev.row_key(fingerprint, phase), run.start, run.last(step));
-        for row in run.times(step) {
-            if kept.as_ref().is_some_and(|k| k.at(row, step).is_some()) {
-                continue;
-            }
-            if let Some(i) = grid.index(before(row, step)) {
+    if !ev.anomaly_runs.is_empty() {
+        for &t in ev.times {
+            if let Some(i) = grid.index(before(t, step)) {
                 anchors.insert(i, None);
             }
         }
-        kept_rows.extend(kept.map(|k| (phase, k)));
     }
+    let anomaly = anomaly_contexts(ev, series);
     let layouts = Layouts {
         whole: &ev.shape,
         one_step: ev.shape.one_step(),
@@ -132,10 +129,33 @@ fn plan_series(
         span: grid.span(),
         anchors,
         forecast_reads,
-        fingerprint,
-        kept_rows,
+        anomaly,
     };
     (plan, pending)
+}
+
+/// The anomaly score's context at every evaluation time, from the samples
+/// of the rows of its phase: planned here, across threads for a large
+/// family, because it is most of an instant score's work.
+fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, anomaly::Context> {
+    let step = ev.step;
+    let mut contexts = BTreeMap::new();
+    for (&phase, &run) in &ev.anomaly_runs {
+        let values = samples_at(&series.samples, run.times(step), ev.staleness);
+        let times: Vec<i64> = ev
+            .times
+            .iter()
+            .copied()
+            .filter(|t| t.rem_euclid(step) == phase)
+            .collect();
+        let asked: Vec<usize> = times
+            .iter()
+            .map(|t| ((t - run.start) / step) as usize)
+            .collect();
+        let found = anomaly::contexts(&values, rows_per_day(step), &asked);
+        contexts.extend(times.into_iter().zip(found));
+    }
+    contexts
 }
 
 /// The layouts a series' anchors are built in: the whole forecast where

@@ -2,18 +2,14 @@
 //! anchors at every evaluation time, forecasts held within the series'
 //! domain.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::labels::METRIC_NAME;
 use crate::series::{HORIZON_LABEL, Output, SeriesKind};
 use crate::upstream::SourceSeries;
 
-use super::cache::{Cache, Rows};
 use super::plan::SeriesPlan;
-use super::{
-    Anchor, Evaluation, Predictor, RowRun, SyntheticSeries, anomaly, before, rows_per_day,
-};
+use super::{Anchor, Evaluation, Predictor, SyntheticSeries, anomaly, before};
 
 /// Residual calibration of a predictor on one series, in normalised units.
 struct Calibration<'a> {
@@ -50,7 +46,6 @@ pub fn series_outputs(
     ev: &Evaluation,
     series: &SourceSeries,
     plan: &SeriesPlan,
-    cache: &Cache,
 ) -> Vec<SyntheticSeries> {
     let (lo, hi, first_ms) = match ev.predictor {
         Predictor::Model(m) => (
@@ -71,7 +66,6 @@ pub fn series_outputs(
             .index(t)
             .and_then(|i| plan.anchors.get(&i).cloned().flatten())
     };
-    let anomaly = AnomalyScores::new(ev, series, plan, &anchor_at, cache);
     let mut result = Vec::new();
     for output in ev.outputs {
         let samples: Vec<(i64, f64)> = ev
@@ -79,7 +73,10 @@ pub fn series_outputs(
             .iter()
             .filter_map(|&t| {
                 let value = match output.kind {
-                    SeriesKind::AnomalyScore => anomaly.score(t),
+                    SeriesKind::AnomalyScore => plan.anomaly.get(&t).and_then(|c| {
+                        let g = before(t, ev.step);
+                        c.score(anchor_at(g).and_then(|a| residual(ev, &a, series, t, g)))
+                    }),
                     kind => {
                         let g = t.div_euclid(ev.step) * ev.step;
                         anchor_at(g).map(|a| {
@@ -139,96 +136,23 @@ impl Domain {
     }
 }
 
-/// The anomaly scores of one series, per phase of the model grid: each
-/// run of rows scored once, whatever the number of times reading it.
-struct AnomalyScores {
-    step: i64,
-    runs: BTreeMap<i64, (RowRun, Vec<Option<f64>>)>,
-}
-
-impl AnomalyScores {
-    /// Scores every run of rows, reading kept residuals where the cache
-    /// had them and computing the others, then keeps the settled ones
-    /// where some were new.
-    fn new(
-        ev: &Evaluation,
-        series: &SourceSeries,
-        plan: &SeriesPlan,
-        anchor_at: &dyn Fn(i64) -> Option<Arc<Anchor>>,
-        cache: &Cache,
-    ) -> Self {
-        let rows_per_day = rows_per_day(ev.step);
-        let mut runs = BTreeMap::new();
-        for (&phase, &run) in &ev.anomaly_runs {
-            let kept = plan.kept_rows.get(&phase);
-            let mut computed = Vec::new();
-            let rows: Vec<anomaly::Row> = run
-                .times(ev.step)
-                .map(|u| {
-                    let residual = match kept.and_then(|k| k.at(u, ev.step)) {
-                        Some(r) => Some(f64::from(r)).filter(|r| r.is_finite()),
-                        // Rounded as kept, so that a row scores the same
-                        // whether computed now or read back.
-                        None => {
-                            computed.push(u);
-                            let g = before(u, ev.step);
-                            anchor_at(g)
-                                .and_then(|a| residual(ev, &a, series, u, g))
-                                .map(|r| f64::from(r as f32))
-                        }
-                    };
-                    anomaly::Row {
-                        residual,
-                        value: latest_at(&series.samples, u, ev.staleness),
-                    }
-                })
-                .collect();
-            // A row is settled once no late sample can change it.
-            let settled = |u: i64| u + ev.staleness < ev.now;
-            if computed.iter().any(|&u| settled(u)) {
-                let count = run.times(ev.step).take_while(|&u| settled(u)).count();
-                let residuals = rows[..count]
-                    .iter()
-                    .map(|r| r.residual.map_or(f32::NAN, |r| r as f32))
-                    .collect();
-                cache.put_rows(
-                    ev.row_key(plan.fingerprint, phase),
-                    Rows {
-                        start_ms: run.start,
-                        residuals,
-                    },
-                );
-            }
-            runs.insert(phase, (run, anomaly::scores(&rows, rows_per_day)));
-        }
-        Self {
-            step: ev.step,
-            runs,
-        }
-    }
-
-    /// The score at `t`, one of the evaluation times.
-    fn score(&self, t: i64) -> Option<f64> {
-        let (run, scores) = self.runs.get(&t.rem_euclid(self.step))?;
-        let row = usize::try_from((t - run.start) / self.step).ok()?;
-        scores.get(row).copied().flatten()
-    }
-}
-
-/// One row of the anomaly score: the latest sample at `t` less the
-/// forecast made at the anchor `g` before it, in one-step errors
-/// ([`anomaly::sigma`]); `None` where that error is not known yet.
+/// The residual of the sample at `t` against the forecast made at the
+/// anchor `g` before it; `None` where there is no sample or no error to
+/// measure it in.
 fn residual(
     ev: &Evaluation,
     a: &Arc<Anchor>,
     series: &SourceSeries,
     t: i64,
     g: i64,
-) -> Option<f64> {
+) -> Option<anomaly::Residual> {
     let sigma = Some(a.sigma).filter(|s| s.is_finite())?;
     let x = latest_at(&series.samples, t, ev.staleness)?;
     let expected = a.last + a.scale * along(&a.deltas, (t - g) as f64 / ev.step as f64);
-    Some((x - expected) / (anomaly::sigma(sigma) * a.scale))
+    Some(anomaly::Residual {
+        value: x - expected,
+        error: anomaly::sigma(sigma) * a.scale,
+    })
 }
 
 /// The forecast (or a bound of it) of `output` at `t` from the anchor `g`,

@@ -148,12 +148,9 @@ fn a_range_forecasts_as_instant_queries_do() {
     };
     let metrics = Metrics::new();
     let range = eval(&times, &metrics);
-    // 21 forecasts, and the anomaly score's rows reach its memory before
-    // the first time, each reading the anchor a step earlier.
-    assert_eq!(
-        metrics.cache_misses.get(),
-        21 + anomaly_memory(60_000) as u64
-    );
+    // 21 forecasts, and the anomaly score's residual at the first time
+    // reads the anchor a step before it; its memory reads samples only.
+    assert_eq!(metrics.cache_misses.get(), 21 + 1);
     assert_eq!(range.len(), 3);
     for (n, &t) in times.iter().enumerate() {
         let alone = eval(&[t], &Metrics::new());
@@ -205,41 +202,29 @@ fn an_anomaly_score_is_the_same_alone_or_beside_forecasts() {
     );
 }
 
-/// An alert rule's next evaluation reads the rows its last one settled
-/// and computes only the new ones, and scores as a fresh cache would.
+/// An instant anomaly score runs the model once per series, however long
+/// its memory: what it remembers comes from the samples.
 #[test]
-fn anomaly_rows_are_kept_between_queries() {
+fn an_instant_anomaly_score_makes_one_forecast_per_series() {
     let predictor = model(8, 6, 2);
     let end = 3 * 86_400_000 + 17 * 60_000;
-    let source = cycle(end + 60_000);
-    let anomaly = &outputs()[2..];
-    // Room for the rows (about 2,000) but not for their forecasts (5
-    // values each), so that what the next query reuses is the rows.
-    let (cache, metrics) = (Cache::new(4_000), Metrics::new());
-    let eval = |t: i64, cache: &Cache, metrics: &Metrics| {
-        evaluate(
-            &predictor,
-            &FamilyQuery {
-                family: "cpu",
-                outputs: anomaly,
-                times: &[t],
-            },
-            &source,
-            cache,
-            metrics,
-            &Cancel::default(),
-        )
-    };
-    eval(end, &cache, &metrics);
-    let first = metrics.cache_misses.get();
-    assert!(first > 1000, "{first} forecasts for the first score");
-    let next = eval(end + 60_000, &cache, &metrics);
-    assert_eq!(metrics.cache_misses.get() - first, 1, "one new row");
-    assert_eq!(
-        next,
-        eval(end + 60_000, &Cache::new(1 << 24), &Metrics::new())
+    let source = cycle(end);
+    let metrics = Metrics::new();
+    let scored = evaluate(
+        &predictor,
+        &FamilyQuery {
+            family: "cpu",
+            outputs: &outputs()[2..],
+            times: &[end],
+        },
+        &source,
+        &Cache::new(1 << 20),
+        &metrics,
+        &Cancel::default(),
     );
-    assert_eq!(next[0].samples.len(), 1);
+    assert_eq!(scored.len(), source.len());
+    assert!(scored.iter().all(|s| s.samples.len() == 1));
+    assert_eq!(metrics.cache_misses.get(), source.len() as u64);
 }
 
 /// An anchor in the last minutes runs the model once for the same
@@ -482,4 +467,19 @@ fn the_domain_is_decided_by_samples_up_to_the_evaluation_time() {
     assert_eq!(positive.clamp(-1.0, 1000), 0.0);
     assert!(positive.clamp(f64::NAN, 1000).is_nan());
     assert_eq!(positive.clamp(f64::NEG_INFINITY, 1000), f64::NEG_INFINITY);
+}
+
+/// The rows' one walk through the samples finds what a look-up per time
+/// finds, gaps and stale samples included.
+#[test]
+fn samples_at_rows_match_a_look_up_per_time() {
+    let samples: Vec<(i64, f64)> = (0..500)
+        .filter(|i| i % 17 > 3)
+        .map(|i| (i * 1_000 + (i % 3) * 100, i as f64))
+        .collect();
+    let times: Vec<i64> = (-3..600).map(|k| k * 1_000 + 500).collect();
+    let walked = samples_at(&samples, times.iter().copied(), 2_500);
+    for (t, v) in times.iter().zip(walked) {
+        assert_eq!(v, read::latest_at(&samples, *t, 2_500), "at {t}");
+    }
 }

@@ -391,7 +391,7 @@ impl Grid {
 
 /// A usable normalisation scale even for flat series: a constant series
 /// must not turn its first change into an infinite input.
-fn floor_scale(std: f64, mean: f64) -> f64 {
+pub(crate) fn floor_scale(std: f64, mean: f64) -> f64 {
     std.max(1e-3 * mean.abs()).max(1e-9)
 }
 

@@ -2,13 +2,45 @@ use super::*;
 
 const DAY: usize = 288;
 
-fn quiet(n: usize, residual: f64) -> Vec<Row> {
+/// One model step as a test writes it: its sample, and its residual where
+/// it is scored.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    value: Option<f64>,
+    residual: Option<Residual>,
+}
+
+/// The score at every row, each as an evaluation asking for it alone
+/// would give it.
+fn scores(rows: &[Row], rows_per_day: usize) -> Vec<Option<f64>> {
+    let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
+    let asked: Vec<usize> = (0..rows.len()).collect();
+    contexts(&values, rows_per_day, &asked)
+        .iter()
+        .zip(rows)
+        .map(|(c, r)| c.score(r.residual))
+        .collect()
+}
+
+/// Samples alternating between 10 and 11, less than a day of them: each
+/// change 1, each daily spread 0.5, so the largest change is 2 spreads.
+fn quiet(n: usize) -> Vec<Row> {
     (0..n)
         .map(|i| Row {
-            residual: Some(if i % 2 == 0 { residual } else { -residual }),
-            value: Some(10.0 + (i % 7) as f64),
+            value: Some(10.0 + (i % 2) as f64),
+            residual: None,
         })
         .collect()
+}
+
+fn scored(value: f64, residual: f64, error: f64) -> Row {
+    Row {
+        value: Some(value),
+        residual: Some(Residual {
+            value: residual,
+            error,
+        }),
+    }
 }
 
 fn last(rows: &[Row]) -> Option<f64> {
@@ -16,50 +48,60 @@ fn last(rows: &[Row]) -> Option<f64> {
 }
 
 #[test]
-fn a_residual_twice_the_largest_recent_one_scores_one() {
-    let mut rows = quiet(200, 1.5);
-    rows.push(Row {
-        residual: Some(-4.5),
-        value: Some(12.0),
-    });
-    // 0.5 · 4.5 / 1.5
-    assert!((last(&rows).unwrap() - 1.5).abs() < 1e-12);
-    // The same again right after is no longer new: it rests.
-    rows.push(rows[rows.len() - 1]);
+fn a_residual_larger_than_the_recent_changes_scores_by_how_much() {
+    // A "day" of 7 rows, odd: each step of ±1 is the opposite of the one
+    // a day before, so every change is 2 in source units (whatever the
+    // spread it is measured in).
+    let day = 7;
+    let last = |rows: &[Row]| *scores(rows, day).last().unwrap();
+    let mut rows = quiet(1200);
+    rows.push(scored(10.0, -3.0, 0.2));
+    // 0.7 · 3 / 2
+    assert!(
+        (last(&rows).unwrap() - 1.05).abs() < 1e-9,
+        "{:?}",
+        last(&rows)
+    );
+    // A jump in the samples pages, and the rows after it rest: the jump
+    // is what the series has now done.
+    rows.push(scored(20.0, 10.0, 0.2));
+    assert!(last(&rows).unwrap() > 1.0);
+    rows.push(scored(20.5, 9.5, 0.2));
     assert_eq!(last(&rows), Some(0.0));
 }
 
 #[test]
-fn a_quiet_series_is_ranked_against_the_floor_not_its_own_quiet() {
-    let mut rows = quiet(200, 0.01);
-    rows.push(Row {
-        residual: Some(1.5),
-        value: Some(12.0),
-    });
-    assert!((last(&rows).unwrap() - 0.5 * 1.5 / RANK_FLOOR).abs() < 1e-12);
+fn a_quiet_series_is_ranked_against_the_one_step_error_not_its_own_quiet() {
+    let mut rows: Vec<Row> = (0..200)
+        .map(|i| Row {
+            value: Some(10.0 + 0.001 * (i % 2) as f64),
+            residual: None,
+        })
+        .collect();
+    rows.push(scored(10.0, 1.5, 1.0));
+    assert!((last(&rows).unwrap() - RANK_SHARE * 1.5).abs() < 1e-9);
 }
 
 #[test]
 fn a_sample_far_outside_the_recent_range_scores_by_how_far() {
     // Values 10..=16 for a while, no forecasts at all (a baseline without
     // its spread yet): only the guard speaks.
-    let mut rows: Vec<Row> = quiet(100, 0.0)
-        .into_iter()
-        .map(|r| Row {
+    let mut rows: Vec<Row> = (0..100)
+        .map(|i| Row {
+            value: Some(10.0 + (i % 7) as f64),
             residual: None,
-            ..r
         })
         .collect();
     rows.push(Row {
-        residual: None,
         value: Some(16.0 + 0.3 * 6.0),
+        residual: None,
     });
     assert!((last(&rows).unwrap() - 0.3 / GUARD_SCALE).abs() < 1e-9);
     // Within the margin: nothing.
     rows.pop();
     rows.push(Row {
-        residual: None,
         value: Some(16.0 + 0.05 * 6.0),
+        residual: None,
     });
     assert_eq!(last(&rows), Some(0.0));
     // Too little history for either: no score at all.
@@ -68,23 +110,24 @@ fn a_sample_far_outside_the_recent_range_scores_by_how_far() {
 
 #[test]
 fn a_spike_that_came_yesterday_at_about_this_time_does_not_page() {
-    let mut rows = quiet(3 * DAY, 0.5);
-    rows[DAY].residual = Some(3.0);
-    // Five rows later the next day, larger than the day's largest: it
-    // would page on its rank (0.5 · 7 / 3) were it not for yesterday's.
-    rows[2 * DAY + 5].residual = Some(7.0);
+    let mut rows = quiet(3 * DAY);
+    rows[DAY].value = Some(30.0);
+    // Five rows later the next day, a little smaller: far outside the
+    // day's range, it would page were it not for yesterday's.
+    rows[2 * DAY + 5] = scored(29.0, 18.0, 0.2);
     let s = scores(&rows, DAY);
-    assert!((s[DAY].unwrap() - 1.5).abs() < 1e-12, "{:?}", s[DAY]);
+    assert!(s[DAY].unwrap() > 1.0, "{:?}", s[DAY]);
     assert_eq!(s[2 * DAY + 5], Some(0.0));
     // Without yesterday's spike, it pages.
-    rows[DAY].residual = Some(0.5);
+    rows[DAY].value = Some(10.0);
     let s = scores(&rows, DAY);
     assert!(s[2 * DAY + 5].unwrap() > 1.0, "{:?}", s[2 * DAY + 5]);
 }
 
 #[test]
 fn a_row_scores_the_same_from_its_memory_as_from_all_history() {
-    // A noisy series with spikes and gaps, from a fixed generator.
+    // A noisy daily cycle with spikes, gaps and residuals here and there,
+    // from a fixed generator.
     let mut state = 7u64;
     let mut next = || {
         state = state
@@ -92,46 +135,103 @@ fn a_row_scores_the_same_from_its_memory_as_from_all_history() {
             .wrapping_add(1);
         (state >> 33) as f64 / f64::from(1u32 << 31)
     };
-    let rows: Vec<Row> = (0..3000)
+    let n = 4000;
+    let rows: Vec<Row> = (0..n)
         .map(|i| {
-            let r = next();
-            Row {
-                residual: match i {
-                    1000 | 2000 => Some(100.0),
-                    _ => (i % 97 != 0).then_some((r - 0.5) * if r > 0.98 { 20.0 } else { 2.0 }),
-                },
-                value: (i % 89 != 0).then(|| 100.0 * next()),
-            }
+            let cycle = 50.0 * (std::f64::consts::TAU * (i % DAY) as f64 / DAY as f64).sin();
+            let spike = if i == 2500 || i == 3400 {
+                500.0
+            } else if next() > 0.98 {
+                200.0 * next()
+            } else {
+                0.0
+            };
+            let value = (i % 89 != 0).then(|| 100.0 + cycle + 10.0 * next() + spike);
+            let residual = (i % 3 == 0).then(|| Residual {
+                value: (next() - 0.5) * 20.0 + spike,
+                error: 5.0,
+            });
+            Row { value, residual }
         })
         .collect();
     let all = scores(&rows, DAY);
     let m = memory(DAY);
-    for end in [m, 1500, 2000, 2999] {
+    assert!(m < 2500);
+    // The same up to rounding: the daily spreads' running sums start
+    // where the rows do.
+    let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+        (a, b) => a == b,
+    };
+    for end in (m..n).step_by(5) {
         let alone = scores(&rows[end + 1 - m..=end], DAY);
-        assert_eq!(alone[m - 1], all[end], "row {end}");
+        assert!(
+            same(alone[m - 1], all[end]),
+            "row {end}: {:?} {:?}",
+            alone[m - 1],
+            all[end]
+        );
     }
-    assert!(all[2000].is_some_and(|s| s > 1.0), "{:?}", all[2000]);
+    assert!(all[3400].is_some_and(|s| s > 1.0), "{:?}", all[3400]);
 }
 
 #[test]
-fn trailing_extremes_match_a_plain_scan() {
-    let values: Vec<Option<f64>> = (0..500)
-        .map(|i| (i % 11 != 3).then(|| ((i * 7919) % 101) as f64))
+fn daily_spreads_match_a_plain_computation() {
+    let values: Vec<Option<f64>> = (0..300)
+        .map(|i| (i % 13 != 5).then(|| 1000.0 + ((i * 7919) % 101) as f64))
         .collect();
-    let span = 37;
-    let max = Trailing::new(&values, span, f64::max);
-    let min = Trailing::new(&values, span, f64::min);
+    let memory = Memory::new(&values, 48, 0);
     for i in 0..values.len() {
-        let window: Vec<f64> = values[i.saturating_sub(span)..i]
+        let day: Vec<f64> = values[i.saturating_sub(48)..i]
             .iter()
             .flatten()
             .copied()
             .collect();
-        let hi = window.iter().copied().reduce(f64::max);
-        let lo = window.iter().copied().reduce(f64::min);
-        assert_eq!(max.before(i, 1), hi, "max before {i}");
-        assert_eq!(min.before(i, 1), lo, "min before {i}");
-        assert_eq!(max.before(i, window.len() + 1), None);
+        let expected = (day.len() >= 2).then(|| {
+            let mean = day.iter().sum::<f64>() / day.len() as f64;
+            let var = day.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / day.len() as f64;
+            var.sqrt().max(1e-3 * mean.abs())
+        });
+        match (memory.spread(i), expected) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-6 * b, "row {i}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "row {i}"),
+        }
+    }
+}
+
+#[test]
+fn the_largest_change_and_the_range_match_plain_scans() {
+    let values: Vec<Option<f64>> = (0..3000)
+        .map(|i| (i % 11 != 3).then(|| ((i * 7919) % 101) as f64 + (i / 500) as f64 * 40.0))
+        .collect();
+    let memory = Memory::new(&values, DAY, 0);
+    for i in (0..values.len()).step_by(7) {
+        let changes: Vec<f64> = memory.changes[i.saturating_sub(RANK_ROWS)..i]
+            .iter()
+            .copied()
+            .filter(|c| !c.is_nan())
+            .collect();
+        let largest = (changes.len() >= MIN_RANK_ROWS)
+            .then(|| changes.iter().copied().fold(f64::MIN, f64::max));
+        assert_eq!(memory.largest(i), largest, "largest before {i}");
+        let recent: Vec<f64> = values[i.saturating_sub(GUARD_ROWS)..i]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let guard = values[i]
+            .filter(|_| recent.len() >= MIN_GUARD_ROWS)
+            .map(|x| {
+                let hi = recent.iter().copied().fold(f64::MIN, f64::max);
+                let lo = recent.iter().copied().fold(f64::MAX, f64::min);
+                let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo);
+                if outside > GUARD_MARGIN {
+                    outside / GUARD_SCALE
+                } else {
+                    0.0
+                }
+            });
+        assert_eq!(memory.guard(i), guard, "guard at {i}");
     }
 }
 
