@@ -13,8 +13,9 @@
 //! with the latest sample there. Only `t` itself needs the model: its
 //! residual against the forecast made one step earlier. Everything the
 //! score remembers is computed from the samples alone, so a query costs
-//! one forecast per time asked, however long the memory (an instant score
-//! over 10,000 series costs what an instant forecast does).
+//! one forecast per series and time asked however long the memory, and
+//! arithmetic over the samples (BENCHMARKS.md, "Serving cost of the
+//! memory").
 //!
 //! 1. **Rank**: a residual against the largest *change* of the
 //!    [`RANK_ROWS`] rows before it: a row's change is its step from the
@@ -42,7 +43,8 @@
 //! The memory is finite on purpose ([`memory`]): the score at `t` depends
 //! on no row older than that, so every query, range or instant, remote
 //! read or `/federate`, gets the same value at `t` as `promcast eval` does
-//! from the whole file.
+//! from the whole file (to rounding: the daily spreads' running sums start
+//! where a query's rows do).
 
 /// Rows a residual is ranked against.
 pub const RANK_ROWS: usize = 1000;
