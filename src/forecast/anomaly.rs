@@ -198,6 +198,7 @@ impl Memory {
         let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         let offset = values.iter().copied().find(|v| !v.is_nan()).unwrap_or(0.0);
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);
+        let guards_from = from.saturating_sub(GUARD_ROWS);
         let mut values_before = vec![0u32; n + 1];
         for i in 0..n {
             values_before[i + 1] = values_before[i] + u32::from(!values[i].is_nan());
@@ -247,9 +248,9 @@ impl Memory {
             changes_before[i + 1] = changes_before[i] + u32::from(!changes[i].is_nan());
         }
         Self {
-            block_largest: block_extremes(&changes, f64::max),
-            block_highest: block_extremes(&values, f64::max),
-            block_lowest: block_extremes(&values, f64::min),
+            block_largest: block_extremes(&changes, changes_from, f64::max),
+            block_highest: block_extremes(&values, guards_from, f64::max),
+            block_lowest: block_extremes(&values, guards_from, f64::min),
             values,
             values_before,
             spreads,
@@ -318,26 +319,46 @@ fn extreme(
     values: &[f64],
     blocks: &[f64],
     range: std::ops::Range<usize>,
-    pick: fn(f64, f64) -> f64,
+    pick: impl Fn(f64, f64) -> f64 + Copy,
 ) -> f64 {
-    let scan = |r: std::ops::Range<usize>| values[r].iter().copied().fold(f64::NAN, pick);
     let (first, last) = (range.start.div_ceil(BLOCK), range.end / BLOCK);
     if first >= last {
-        return scan(range);
+        return fold(&values[range], pick);
     }
-    let whole = blocks[first..last].iter().copied().fold(f64::NAN, pick);
     pick(
-        pick(scan(range.start..first * BLOCK), whole),
-        scan(last * BLOCK..range.end),
+        pick(
+            fold(&values[range.start..first * BLOCK], pick),
+            fold(&blocks[first..last], pick),
+        ),
+        fold(&values[last * BLOCK..range.end], pick),
     )
 }
 
-/// Each block of [`BLOCK`] values' extreme (by `pick`).
-fn block_extremes(values: &[f64], pick: fn(f64, f64) -> f64) -> Vec<f64> {
-    values
-        .chunks(BLOCK)
-        .map(|b| b.iter().copied().fold(f64::NAN, pick))
-        .collect()
+/// The extreme (by `pick`) of each block of [`BLOCK`] values, from the
+/// block holding `from` on (`NaN` before: no asked row reads them).
+fn block_extremes(values: &[f64], from: usize, pick: impl Fn(f64, f64) -> f64 + Copy) -> Vec<f64> {
+    let skipped = from / BLOCK;
+    let mut blocks = vec![f64::NAN; skipped];
+    blocks.extend(
+        values[(skipped * BLOCK).min(values.len())..]
+            .chunks(BLOCK)
+            .map(|b| fold(b, pick)),
+    );
+    blocks
+}
+
+/// The extreme (by `pick`, which ignores `NaN`) of `values`, in four
+/// independent lanes so that the compiler can keep them in one register.
+fn fold(values: &[f64], pick: impl Fn(f64, f64) -> f64 + Copy) -> f64 {
+    let mut lanes = [f64::NAN; 4];
+    let mut quads = values.chunks_exact(4);
+    for quad in &mut quads {
+        for (lane, &v) in lanes.iter_mut().zip(quad) {
+            *lane = pick(*lane, v);
+        }
+    }
+    let rest = quads.remainder().iter().copied().fold(f64::NAN, pick);
+    lanes.into_iter().fold(rest, pick)
 }
 
 /// The larger of two optional levels.
