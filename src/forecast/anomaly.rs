@@ -46,6 +46,8 @@
 //! from the whole file (to rounding: the daily spreads' running sums start
 //! where a query's rows do).
 
+use crate::model::Grid;
+
 /// Rows a residual is ranked against.
 pub const RANK_ROWS: usize = 1000;
 /// Fewest changes among them for a rank.
@@ -166,14 +168,12 @@ pub fn unit_interval(score: f64) -> f64 {
 /// where some asked row reads it: an instant score reads a few dozen
 /// rows' levels, each over hundreds of rows before it.
 struct Memory {
-    /// Each row's sample, `NaN` where none.
-    values: Vec<f64>,
-    /// How many samples the rows before each row hold.
-    values_before: Vec<u32>,
-    /// Each row's daily spread: the standard deviation of the day of
-    /// samples before it (at least two), held off zero as the forecasts'
-    /// normalisation is; `NaN` where there are fewer, or before the first
-    /// row any asked row ranks against.
+    /// Each row's sample (`NaN` where none), with the running sums that
+    /// give the spread of any span of them.
+    grid: Grid,
+    /// Each row's daily spread: the spread of the day of samples before it
+    /// as the forecasts normalise by it; `NaN` where there are fewer than
+    /// two, or before the first row any asked row ranks against.
     spreads: Vec<f64>,
     /// Each row's change, in its daily spread (`NaN` where none, or before
     /// the first row any asked row ranks against).
@@ -191,47 +191,20 @@ const BLOCK: usize = 32;
 
 impl Memory {
     /// The memory of `values`, with changes from the rows that the rows
-    /// from `from` on rank against. One pass: the day before each row is
-    /// a window of running sums.
+    /// from `from` on rank against.
     fn new(values: &[Option<f64>], rows_per_day: usize, from: usize) -> Self {
         let n = values.len();
         let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-        let offset = values.iter().copied().find(|v| !v.is_nan()).unwrap_or(0.0);
+        // Only spans of rows are read off the grid: its times do not matter.
+        let grid = Grid::from_values(0, 1, values);
+        let values = &grid.values;
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);
         let guards_from = from.saturating_sub(GUARD_ROWS);
-        let mut values_before = vec![0u32; n + 1];
-        for i in 0..n {
-            values_before[i + 1] = values_before[i] + u32::from(!values[i].is_nan());
-        }
-        // The day before each row as running sums, entered where the first
-        // spread is needed.
-        let (mut sum, mut squares) = (0.0, 0.0);
-        for &v in &values[changes_from.saturating_sub(rows_per_day)..changes_from] {
-            if !v.is_nan() {
-                (sum, squares) = (sum + (v - offset), squares + (v - offset) * (v - offset));
-            }
-        }
         let mut spreads = vec![f64::NAN; n];
-        for i in changes_from..n {
-            let count = values_before[i] - values_before[i.saturating_sub(rows_per_day)];
-            if count >= 2 {
-                let count = f64::from(count);
-                let mean = sum / count;
-                let var = (squares / count - mean * mean).max(0.0);
-                spreads[i] = crate::model::window::floor_scale(var.sqrt(), mean + offset);
-            }
-            let v = values[i];
-            if !v.is_nan() {
-                (sum, squares) = (sum + (v - offset), squares + (v - offset) * (v - offset));
-            }
-            if let Some(old) = i.checked_sub(rows_per_day).map(|j| values[j])
-                && !old.is_nan()
-            {
-                (sum, squares) = (
-                    sum - (old - offset),
-                    squares - (old - offset) * (old - offset),
-                );
-            }
+        for (i, spread) in spreads.iter_mut().enumerate().skip(changes_from) {
+            *spread = grid
+                .spread(i.saturating_sub(rows_per_day), i)
+                .unwrap_or(f64::NAN);
         }
         let mut changes = vec![f64::NAN; n];
         for i in changes_from.max(1)..n {
@@ -249,10 +222,9 @@ impl Memory {
         }
         Self {
             block_largest: block_extremes(&changes, changes_from, f64::max),
-            block_highest: block_extremes(&values, guards_from, f64::max),
-            block_lowest: block_extremes(&values, guards_from, f64::min),
-            values,
-            values_before,
+            block_highest: block_extremes(values, guards_from, f64::max),
+            block_lowest: block_extremes(values, guards_from, f64::min),
+            grid,
             spreads,
             changes,
             changes_before,
@@ -261,11 +233,7 @@ impl Memory {
 
     /// Row `i`'s daily spread, if it has one.
     fn spread(&self, i: usize) -> Option<f64> {
-        Some(self.spreads[i]).filter(|s| !s.is_nan())
-    }
-
-    fn value(&self, i: Option<usize>) -> Option<f64> {
-        i.map(|i| self.values[i]).filter(|v| !v.is_nan())
+        present(self.spreads[i])
     }
 
     /// The largest change among the [`RANK_ROWS`] rows before row `i`, if
@@ -286,8 +254,7 @@ impl Memory {
     /// The level of an earlier row `i` as the score remembers it: its
     /// change ranked the same way as a residual, or its guard.
     fn remembered(&self, i: usize) -> Option<f64> {
-        let c = Some(self.changes[i]).filter(|c| !c.is_nan());
-        let rank = c
+        let rank = present(self.changes[i])
             .zip(self.largest(i))
             .map(|(c, m)| RANK_SHARE * c / m.max(MIN_SIGMA));
         either(rank, self.guard(i))
@@ -296,13 +263,13 @@ impl Memory {
     /// How far the sample at row `i` lies outside the range of the
     /// [`GUARD_ROWS`] samples before it.
     fn guard(&self, i: usize) -> Option<f64> {
-        let x = self.value(Some(i))?;
+        let x = present(self.grid.values[i])?;
         let from = i.saturating_sub(GUARD_ROWS);
-        if ((self.values_before[i] - self.values_before[from]) as usize) < MIN_GUARD_ROWS {
+        if (self.grid.present(from, i) as usize) < MIN_GUARD_ROWS {
             return None;
         }
-        let hi = extreme(&self.values, &self.block_highest, from..i, f64::max);
-        let lo = extreme(&self.values, &self.block_lowest, from..i, f64::min);
+        let hi = extreme(&self.grid.values, &self.block_highest, from..i, f64::max);
+        let lo = extreme(&self.grid.values, &self.block_lowest, from..i, f64::min);
         let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo).max(f64::MIN_POSITIVE);
         Some(if outside > GUARD_MARGIN {
             outside / GUARD_SCALE
@@ -359,6 +326,11 @@ fn fold(values: &[f64], pick: impl Fn(f64, f64) -> f64 + Copy) -> f64 {
     }
     let rest = quads.remainder().iter().copied().fold(f64::NAN, pick);
     lanes.into_iter().fold(rest, pick)
+}
+
+/// `x`, unless it is `NaN` (none).
+fn present(x: f64) -> Option<f64> {
+    (!x.is_nan()).then_some(x)
 }
 
 /// The larger of two optional levels.

@@ -280,6 +280,19 @@ impl Grid {
         }
     }
 
+    /// The spread of the present values in `[from, to)` as the forecasts
+    /// normalise by it: their standard deviation, held off zero for flat
+    /// series; `None` without two values.
+    pub fn spread(&self, from: usize, to: usize) -> Option<f64> {
+        let (mean, std, count) = self.stats(from, to)?;
+        (count >= 2).then(|| floor_scale(std, mean))
+    }
+
+    /// How many values in `[from, to)` are present.
+    pub fn present(&self, from: usize, to: usize) -> u32 {
+        self.prefix[to].2 - self.prefix[from].2
+    }
+
     /// Mean and standard deviation of the present values in `[from, to)`.
     fn stats(&self, from: usize, to: usize) -> Option<(f64, f64, u32)> {
         let (s1, s2, n1) = self.prefix[to];
@@ -314,9 +327,8 @@ impl Grid {
             return None;
         }
         let norm_from = (first_anchor + 1).saturating_sub(shape.norm_points);
-        let (mean, std, count) = self.stats(norm_from, first_anchor + 1)?;
-        // A spread needs two points.
-        (count >= 2).then(|| (mean, floor_scale(std, mean)))
+        let (mean, _, _) = self.stats(norm_from, first_anchor + 1)?;
+        Some((mean, self.spread(norm_from, first_anchor + 1)?))
     }
 
     /// The pass over `points` grid points from `start` (a pass start), or
@@ -391,7 +403,7 @@ impl Grid {
 
 /// A usable normalisation scale even for flat series: a constant series
 /// must not turn its first change into an infinite input.
-pub(crate) fn floor_scale(std: f64, mean: f64) -> f64 {
+fn floor_scale(std: f64, mean: f64) -> f64 {
     std.max(1e-3 * mean.abs()).max(1e-9)
 }
 
