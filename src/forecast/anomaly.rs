@@ -29,7 +29,9 @@
 //! 2. **Range guard**: a sample outside the range of the [`GUARD_ROWS`]
 //!    samples before it by more than [`GUARD_MARGIN`] of that range scores
 //!    by how far, 1 at [`GUARD_SCALE`]. A new level is unusual even where
-//!    the forecast follows it at once.
+//!    the forecast follows it at once. A range narrower than [`MIN_SIGMA`]
+//!    daily spreads counts as that wide: a constant series that moves
+//!    scores high, not infinite (which no query could serve).
 //! 3. **Rest**: a row's level (the larger of the two) counts only where it
 //!    exceeds the levels of the [`REST`] rows before it and of the rows
 //!    within [`SEASON_SPREAD`] of the same time a day earlier, each of
@@ -67,9 +69,9 @@ pub const GUARD_SCALE: f64 = 0.272;
 pub const REST: usize = 24;
 /// Rows either side of `t − 1 day` whose levels `t`'s must exceed.
 pub const SEASON_SPREAD: usize = 12;
-/// Floor of the one-step error, and of the largest change a change is
-/// ranked against, in units of the series' daily spread (the
-/// normalisation scale of its forecasts).
+/// Floor of the one-step error, of the largest change a change is ranked
+/// against, and of the range the guard measures by, in units of the
+/// series' daily spread (the normalisation scale of its forecasts).
 pub const MIN_SIGMA: f64 = 0.05;
 
 /// A row's one-step residual, in source units.
@@ -261,16 +263,18 @@ impl Memory {
     }
 
     /// How far the sample at row `i` lies outside the range of the
-    /// [`GUARD_ROWS`] samples before it.
+    /// [`GUARD_ROWS`] samples before it, the range held at [`MIN_SIGMA`]
+    /// daily spreads from below.
     fn guard(&self, i: usize) -> Option<f64> {
         let x = present(self.grid.values[i])?;
         let from = i.saturating_sub(GUARD_ROWS);
         if (self.grid.present(from, i) as usize) < MIN_GUARD_ROWS {
             return None;
         }
+        let floor = MIN_SIGMA * self.spread(i)?;
         let hi = extreme(&self.grid.values, &self.block_highest, from..i, f64::max);
         let lo = extreme(&self.grid.values, &self.block_lowest, from..i, f64::min);
-        let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo).max(f64::MIN_POSITIVE);
+        let outside = (x - hi).max(lo - x).max(0.0) / (hi - lo).max(floor);
         Some(if outside > GUARD_MARGIN {
             outside / GUARD_SCALE
         } else {

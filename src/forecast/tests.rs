@@ -202,6 +202,26 @@ fn an_anomaly_score_is_the_same_alone_or_beside_forecasts() {
     );
 }
 
+/// A series stuck at zero for two days that moves gets a score to page
+/// on, not an infinite one that no query can serve.
+#[test]
+fn a_constant_series_that_moves_is_served_a_score() {
+    let end = 2 * 86_400_000;
+    let mut samples: Vec<(i64, f64)> = (0..end / 60_000).map(|i| (i * 60_000, 0.0)).collect();
+    samples.push((end, 5.0));
+    let source = [SourceSeries {
+        labels: [("instance".to_owned(), "a".to_owned())].into(),
+        samples,
+    }];
+    let out = run(&source, &[end]);
+    let score = out
+        .iter()
+        .find(|s| s.labels[METRIC_NAME] == "anomaly_score_cpu")
+        .and_then(|s| s.samples.first())
+        .map(|&(_, v)| v);
+    assert!(score.is_some_and(|v| v.is_finite() && v > 1.0), "{out:?}");
+}
+
 /// An instant anomaly score runs the model once per series, however long
 /// its memory: what it remembers comes from the samples.
 #[test]

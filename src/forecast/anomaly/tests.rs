@@ -109,6 +109,29 @@ fn a_sample_far_outside_the_recent_range_scores_by_how_far() {
 }
 
 #[test]
+fn a_constant_series_that_moves_scores_high_and_finite() {
+    // A day of exact zeros (an error rate, say), then a 5: the range is
+    // zero wide and the daily spread at its floor, yet the score must be a
+    // number a query can serve.
+    let mut rows: Vec<Row> = (0..DAY)
+        .map(|_| Row {
+            value: Some(0.0),
+            residual: None,
+        })
+        .collect();
+    rows.push(Row {
+        value: Some(5.0),
+        residual: None,
+    });
+    let guarded = last(&rows).unwrap();
+    assert!(guarded.is_finite() && guarded > 1.0, "{guarded}");
+    rows.pop();
+    rows.push(scored(5.0, 5.0, 1e-9));
+    let ranked = last(&rows).unwrap();
+    assert!(ranked.is_finite() && ranked > 1.0, "{ranked}");
+}
+
+#[test]
 fn a_spike_that_came_yesterday_at_about_this_time_does_not_page() {
     let mut rows = quiet(3 * DAY);
     rows[DAY].value = Some(30.0);
