@@ -264,7 +264,8 @@ impl Memory {
 
     /// How far the sample at row `i` lies outside the range of the
     /// [`GUARD_ROWS`] samples before it, the range held at [`MIN_SIGMA`]
-    /// daily spreads from below.
+    /// daily spreads from below; none without enough samples or a daily
+    /// spread to hold it by.
     fn guard(&self, i: usize) -> Option<f64> {
         let x = present(self.grid.values[i])?;
         let from = i.saturating_sub(GUARD_ROWS);
