@@ -124,7 +124,9 @@ impl Context {
 /// The contexts of the rows `asked` (indices into `values`: the samples
 /// at consecutive model steps, oldest first), each from the rows at or
 /// before it. A row with at least [`memory`] rows before it scores as it
-/// would with any longer history.
+/// would with any longer history. A sample that is not finite (a
+/// `histogram_quantile` of +Inf) counts as none, as the forecasts count
+/// it.
 pub fn contexts(values: &[Option<f64>], rows_per_day: usize, asked: &[usize]) -> Vec<Context> {
     let Some(&first) = asked.iter().min() else {
         return Vec::new();
@@ -170,8 +172,8 @@ pub fn unit_interval(score: f64) -> f64 {
 /// where some asked row reads it: an instant score reads a few dozen
 /// rows' levels, each over hundreds of rows before it.
 struct Memory {
-    /// Each row's sample (`NaN` where none), with the running sums that
-    /// give the spread of any span of them.
+    /// Each row's sample (`NaN` where none or not finite), with the
+    /// running sums that give the spread of any span of them.
     grid: Grid,
     /// Each row's daily spread: the spread of the day of samples before it
     /// as the forecasts normalise by it; `NaN` where there are fewer than
@@ -196,7 +198,12 @@ impl Memory {
     /// from `from` on rank against.
     fn new(values: &[Option<f64>], rows_per_day: usize, from: usize) -> Self {
         let n = values.len();
-        let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        // One +Inf would otherwise be the largest change and the top of
+        // the range for the whole memory: nothing after it could rank.
+        let values: Vec<f64> = values
+            .iter()
+            .map(|v| v.filter(|x| x.is_finite()).unwrap_or(f64::NAN))
+            .collect();
         // Only spans of rows are read off the grid: its times do not matter.
         let grid = Grid::from_values(0, 1, values);
         let values = &grid.values;

@@ -132,6 +132,17 @@ fn a_constant_series_that_moves_scores_high_and_finite() {
 }
 
 #[test]
+fn an_infinite_sample_does_not_blind_the_score() {
+    // A p99 from histogram_quantile is +Inf for a scrape: that row counts
+    // as missing, and a jump soon after it still pages.
+    let mut rows = quiet(1200);
+    rows[1150].value = Some(f64::INFINITY);
+    rows.push(scored(20.0, 10.0, 0.2));
+    let score = last(&rows).unwrap();
+    assert!(score.is_finite() && score > 1.0, "{score}");
+}
+
+#[test]
 fn a_spike_that_came_yesterday_at_about_this_time_does_not_page() {
     let mut rows = quiet(3 * DAY);
     rows[DAY].value = Some(30.0);
