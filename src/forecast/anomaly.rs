@@ -198,13 +198,10 @@ impl Memory {
     /// from `from` on rank against.
     fn new(values: &[Option<f64>], rows_per_day: usize, from: usize) -> Self {
         let n = values.len();
-        // One +Inf would otherwise be the largest change and the top of
-        // the range for the whole memory: nothing after it could rank.
-        let values: Vec<f64> = values
-            .iter()
-            .map(|v| v.filter(|x| x.is_finite()).unwrap_or(f64::NAN))
-            .collect();
+        let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         // Only spans of rows are read off the grid: its times do not matter.
+        // It holds no +Inf, which would otherwise be the largest change and
+        // the top of the range for the whole memory.
         let grid = Grid::from_values(0, 1, values);
         let values = &grid.values;
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);

@@ -30,7 +30,8 @@ pub struct Grid {
     pub start_ms: i64,
     /// Grid spacing.
     pub step_ms: i64,
-    /// One value per grid point.
+    /// One value per grid point, `NaN` where none: a value that is not
+    /// finite counts as none.
     pub values: Vec<f64>,
     /// Prefix sums over `values - offset` for O(1) trailing statistics.
     prefix: Vec<(f64, f64, u32)>,
@@ -227,7 +228,7 @@ impl Grid {
             }
             if next > 0 {
                 let (ts, value) = samples[next - 1];
-                if t - ts < staleness_ms && value.is_finite() {
+                if t - ts < staleness_ms {
                     *v = value;
                 }
             }
@@ -235,8 +236,12 @@ impl Grid {
         Self::from_values(first, step_ms, values)
     }
 
-    /// A grid from already aligned values.
-    pub fn from_values(start_ms: i64, step_ms: i64, values: Vec<f64>) -> Self {
+    /// A grid from already aligned values; those that are not finite (a
+    /// `histogram_quantile` of +Inf) become `NaN`, none.
+    pub fn from_values(start_ms: i64, step_ms: i64, mut values: Vec<f64>) -> Self {
+        for v in values.iter_mut().filter(|v| !v.is_finite()) {
+            *v = f64::NAN;
+        }
         let offset = values
             .iter()
             .copied()
@@ -453,6 +458,20 @@ mod tests {
         // 0: nothing yet; 60s: 1.0; 120s..300s: 3.0 (from 70s); 360s: 3.0 is
         // 290s old; 420s: 4.0.
         assert_eq!(v, ["NaN", "1", "3", "3", "3", "3", "3", "4"]);
+    }
+
+    /// A sample of +Inf (or NaN) is no sample, whichever way the grid is
+    /// built: neither a value nor a term of the spreads.
+    #[test]
+    fn values_that_are_not_finite_are_none() {
+        let samples = [(0, 1.0), (60_000, f64::INFINITY), (120_000, 3.0)];
+        let resampled = Grid::resample(&samples, 0, 120_000, 60_000, 300_000);
+        let direct = Grid::from_values(0, 60_000, vec![1.0, f64::NEG_INFINITY, 3.0]);
+        for g in [resampled, direct] {
+            assert!(g.values[1].is_nan(), "{:?}", g.values);
+            assert_eq!(g.present(0, 3), 2);
+            assert_eq!(g.spread(0, 3), Some(1.0));
+        }
     }
 
     #[test]
