@@ -289,8 +289,14 @@ impl Grid {
     /// normalise by it: their standard deviation, held off zero for flat
     /// series; `None` without two values.
     pub fn spread(&self, from: usize, to: usize) -> Option<f64> {
+        self.mean_and_spread(from, to).map(|(_, spread)| spread)
+    }
+
+    /// The mean of the present values in `[from, to)` and their
+    /// [`spread`](Self::spread).
+    fn mean_and_spread(&self, from: usize, to: usize) -> Option<(f64, f64)> {
         let (mean, std, count) = self.stats(from, to)?;
-        (count >= 2).then(|| floor_scale(std, mean))
+        (count >= 2).then(|| (mean, floor_scale(std, mean)))
     }
 
     /// How many values in `[from, to)` are present.
@@ -332,8 +338,7 @@ impl Grid {
             return None;
         }
         let norm_from = (first_anchor + 1).saturating_sub(shape.norm_points);
-        let (mean, _, _) = self.stats(norm_from, first_anchor + 1)?;
-        Some((mean, self.spread(norm_from, first_anchor + 1)?))
+        self.mean_and_spread(norm_from, first_anchor + 1)
     }
 
     /// The pass over `points` grid points from `start` (a pass start), or
