@@ -12,7 +12,12 @@ pub struct Truncated(pub &'static str);
 #[error("varint overflows 64 bits")]
 pub struct VarintOverflow;
 
-/// Bits appended most significant first, the last byte zero-padded.
+/// Bits appended most significant first, laid out byte for byte as
+/// Prometheus 2.x's bit stream (`tsdb/chunkenc/bstream.go`) lays them out,
+/// so that a chunk's bytes are Prometheus's own: the whole bytes of a field
+/// are written a byte at a time, and a byte written at a byte boundary
+/// leaves an empty byte after it, which the next bit fills and which ends
+/// the stream when nothing follows.
 #[derive(Default)]
 pub struct BitWriter {
     bytes: Vec<u8>,
@@ -21,8 +26,17 @@ pub struct BitWriter {
 }
 
 impl BitWriter {
+    /// A writer that appends after `bytes` (a header), at a byte boundary.
+    pub fn after(bytes: Vec<u8>) -> Self {
+        Self { bytes, free: 0 }
+    }
+
     /// Appends the low `n` (at most 64) bits of `value`.
     pub fn write_bits(&mut self, value: u64, mut n: u32) {
+        while n >= 8 {
+            n -= 8;
+            self.write_byte((value >> n) as u8);
+        }
         while n > 0 {
             if self.free == 0 {
                 self.bytes.push(0);
@@ -38,12 +52,26 @@ impl BitWriter {
         }
     }
 
+    /// Appends eight bits: the free bits of the last byte take the top of
+    /// `byte`, a new byte the rest, and as many bits stay free as before.
+    fn write_byte(&mut self, byte: u8) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        if let Some(last) = self.bytes.last_mut() {
+            *last |= byte >> (8 - self.free);
+        }
+        self.bytes.push((u16::from(byte) << self.free) as u8);
+    }
+
     /// Appends `x` as a uvarint, eight bits per byte.
     pub fn write_uvarint(&mut self, x: u64) {
         put_uvarint(x, |byte| self.write_bits(u64::from(byte), 8));
     }
 
-    /// The bits written, the last byte zero-padded.
+    /// The bits written, the last byte zero-padded (or empty, after a
+    /// byte written at a byte boundary).
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

@@ -86,8 +86,7 @@ pub fn encode_xor(samples: &[(i64, f64)]) -> Result<Vec<u8>, XorError> {
         u16::try_from(samples.len()).map_err(|_| XorError::TooManySamples(samples.len()))?;
     check_order(samples)?;
 
-    let mut w = BitWriter::default();
-    w.write_bits(u64::from(count), 16);
+    let mut w = BitWriter::after(count.to_be_bytes().to_vec());
     let mut prev_t = 0i64;
     let mut prev_delta = 0u64;
     let mut prev_v = 0u64;
@@ -117,15 +116,7 @@ pub fn encode_xor(samples: &[(i64, f64)]) -> Result<Vec<u8>, XorError> {
         prev_t = t;
         prev_v = v;
     }
-    // Prometheus's bit stream adds a byte after every whole byte it writes
-    // and fills it with the next bit; a chunk of one sample never writes a
-    // single bit, so its stream ends in that empty byte. Matched, so that a
-    // chunk's bytes are Prometheus's own.
-    let mut bytes = w.into_bytes();
-    if samples.len() == 1 {
-        bytes.push(0);
-    }
-    Ok(bytes)
+    Ok(w.into_bytes())
 }
 
 /// Decodes one XOR chunk into `(unix ms, value)` samples.

@@ -75,6 +75,31 @@ fn one_sample_chunks_end_as_prometheus_ends_them() {
     assert_eq!(decode_xor(&bytes).unwrap(), [(1_000, 1.5)]);
 }
 
+/// The flake this pins: Prometheus 2.42 ended a chunk of several samples
+/// with an empty byte where its last field was whole bytes written at a
+/// byte boundary, and promcast's chunk lacked it. Derived by hand:
+/// `00 03`, varint(0) `00`, the bits of 1.0, uvarint delta 10 `0A`, then
+/// `1 1 10000 001000 11111111` (a new window: 16 leading zeros, 8
+/// significant bits) and `0 1 0 00000001` (dod 0, the same window),
+/// whose last eight bits start at a byte boundary: `E0 47 FA 01`, and the
+/// empty byte.
+#[test]
+fn a_field_ending_on_a_byte_boundary_leaves_an_empty_byte() {
+    let first = 1.0f64.to_bits();
+    let second = first ^ (0xff << 40);
+    let third = second ^ (1 << 40);
+    let samples = [
+        (0, 1.0),
+        (10, f64::from_bits(second)),
+        (20, f64::from_bits(third)),
+    ];
+    let want = [
+        0x00, 0x03, 0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0, 0x0A, 0xE0, 0x47, 0xFA, 0x01, 0x00,
+    ];
+    assert_eq!(encode_xor(&samples).unwrap(), want);
+    assert_eq!(decode_xor(&want).unwrap(), samples);
+}
+
 #[test]
 fn round_trips_extreme_timestamps() {
     assert_round_trip(&[(-5_000_000_000_000, 1.0), (-1, 2.0), (0, 3.0), (1, 4.0)]);
