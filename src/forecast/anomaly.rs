@@ -32,10 +32,17 @@
 //!    the forecast follows it at once. A range narrower than [`MIN_SIGMA`]
 //!    daily spreads counts as that wide: a constant series that moves
 //!    scores high, not infinite (which no query could serve).
-//! 3. **Rest**: a row's level (the larger of the two) counts only where it
+//! 3. **Novelty** ([`novelty`]): how unlike every shape of the recent
+//!    past the shape of the last samples is, ranked against the largest
+//!    such novelty of the [`RANK_ROWS`] rows before. A series that changes
+//!    its rhythm without any one sample out of the ordinary is unusual
+//!    too.
+//! 4. **Rest**: a row's level (the largest of the three) counts only where it
 //!    exceeds the levels of the [`REST`] rows before it and of the rows
 //!    within [`SEASON_SPREAD`] of the same time a day earlier, each of
-//!    those ranked by its own change; elsewhere the score is 0. An
+//!    those ranked by its own change (the rows a day earlier without their
+//!    novelty: a shape is matched against the day before already);
+//!    elsewhere the score is 0. An
 //!    incident scores when it starts or gets worse, not on every row while
 //!    it lasts, and a daily spike that came yesterday does not page today.
 //!    So an alert on the score fires once per incident, as CAD OSE, KNN CAD
@@ -49,6 +56,9 @@
 //! where a query's rows do).
 
 use crate::model::Grid;
+use novelty::Novelty;
+
+pub mod novelty;
 
 /// Rows a residual is ranked against.
 pub const RANK_ROWS: usize = 1000;
@@ -94,7 +104,9 @@ pub fn sigma(one_step_sigma: f64) -> f64 {
 /// steps a day: the rows it rests against, the changes each of them is
 /// ranked against, and the day before each change.
 pub fn memory(rows_per_day: usize) -> usize {
-    REST.max(rows_per_day + SEASON_SPREAD) + RANK_ROWS.max(GUARD_ROWS) + rows_per_day + 2
+    let ranked = RANK_ROWS.max(GUARD_ROWS) + rows_per_day + 2;
+    let rested = REST.max(rows_per_day + SEASON_SPREAD) + ranked;
+    rested.max(REST + novelty::reach(rows_per_day))
 }
 
 /// What the score at one row knows before its residual is known, from
@@ -105,6 +117,8 @@ pub struct Context {
     largest: Option<f64>,
     /// The row's range guard.
     guard: Option<f64>,
+    /// The row's novelty part.
+    novelty: Option<f64>,
     /// The highest level among the rows it rests against.
     before: f64,
 }
@@ -116,27 +130,43 @@ impl Context {
         let rank = residual
             .zip(self.largest)
             .map(|(r, largest)| RANK_SHARE * r.value.abs() / largest.max(r.error));
-        let level = either(rank, self.guard)?;
+        let level = either(either(rank, self.guard), self.novelty)?;
         Some(if level > self.before { level } else { 0.0 })
     }
 }
 
 /// The contexts of the rows `asked` (indices into `values`: the samples
-/// at consecutive model steps, oldest first), each from the rows at or
-/// before it. A row with at least [`memory`] rows before it scores as it
+/// at consecutive model steps, oldest first, the first of them `origin`
+/// steps after the epoch), each from the rows at or before it. A row
+/// with at least [`memory`] rows before it scores as it
 /// would with any longer history. A sample that is not finite (a
 /// `histogram_quantile` of +Inf) counts as none, as the forecasts count
 /// it.
-pub fn contexts(values: &[Option<f64>], rows_per_day: usize, asked: &[usize]) -> Vec<Context> {
+pub fn contexts(
+    values: &[Option<f64>],
+    rows_per_day: usize,
+    origin: i64,
+    asked: &[usize],
+) -> Vec<Context> {
     let Some(&first) = asked.iter().min() else {
         return Vec::new();
     };
     let rested = REST.max(rows_per_day + SEASON_SPREAD);
     let memory = Memory::new(values, rows_per_day, first.saturating_sub(rested));
+    let novelty = Novelty::new(
+        &memory.grid,
+        rows_per_day,
+        origin,
+        first.saturating_sub(REST),
+    );
     // A range query's rows rest against mostly the same rows: each is
     // ranked once.
     let mut remembered: Vec<Option<Option<f64>>> =
         vec![None; if asked.len() > 1 { values.len() } else { 0 }];
+    let mut pointwise = |j: usize| match remembered.get_mut(j) {
+        Some(kept) => *kept.get_or_insert_with(|| memory.remembered(j)),
+        None => memory.remembered(j),
+    };
     asked
         .iter()
         .map(|&i| {
@@ -145,15 +175,13 @@ pub fn contexts(values: &[Option<f64>], rows_per_day: usize, asked: &[usize]) ->
                 d.saturating_sub(SEASON_SPREAD)..(d + SEASON_SPREAD + 1).min(i)
             });
             let before = recent
-                .chain(yesterday)
-                .filter_map(|j| match remembered.get_mut(j) {
-                    Some(kept) => *kept.get_or_insert_with(|| memory.remembered(j)),
-                    None => memory.remembered(j),
-                })
+                .filter_map(|j| either(pointwise(j), novelty.part(j)))
                 .fold(0.0, f64::max);
+            let before = yesterday.filter_map(&mut pointwise).fold(before, f64::max);
             Context {
                 largest: memory.largest(i).zip(memory.spread(i)).map(|(m, s)| m * s),
                 guard: memory.guard(i),
+                novelty: novelty.part(i),
                 before,
             }
         })
@@ -257,8 +285,8 @@ impl Memory {
         ))
     }
 
-    /// The level of an earlier row `i` as the score remembers it: its
-    /// change ranked the same way as a residual, or its guard.
+    /// The point-wise level of an earlier row `i` as the score remembers
+    /// it: its change ranked the same way as a residual, or its guard.
     fn remembered(&self, i: usize) -> Option<f64> {
         let rank = present(self.changes[i])
             .zip(self.largest(i))

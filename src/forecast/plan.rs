@@ -152,7 +152,8 @@ fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, ano
             .iter()
             .map(|t| ((t - run.start) / step) as usize)
             .collect();
-        let found = anomaly::contexts(&values, rows_per_day(step), &asked);
+        let origin = run.start.div_euclid(step);
+        let found = anomaly::contexts(&values, rows_per_day(step), origin, &asked);
         contexts.extend(times.into_iter().zip(found));
     }
     contexts

@@ -13,9 +13,14 @@ struct Row {
 /// The score at every row, each as an evaluation asking for it alone
 /// would give it.
 fn scores(rows: &[Row], rows_per_day: usize) -> Vec<Option<f64>> {
+    scores_from(rows, rows_per_day, 0)
+}
+
+/// [`scores`] of rows whose first is `origin` steps after the epoch.
+fn scores_from(rows: &[Row], rows_per_day: usize, origin: usize) -> Vec<Option<f64>> {
     let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
     let asked: Vec<usize> = (0..rows.len()).collect();
-    contexts(&values, rows_per_day, &asked)
+    contexts(&values, rows_per_day, origin as i64, &asked)
         .iter()
         .zip(rows)
         .map(|(c, r)| c.score(r.residual))
@@ -198,7 +203,7 @@ fn a_row_scores_the_same_from_its_memory_as_from_all_history() {
         (a, b) => a == b,
     };
     for end in (m..n).step_by(5) {
-        let alone = scores(&rows[end + 1 - m..=end], DAY);
+        let alone = scores_from(&rows[end + 1 - m..=end], DAY, end + 1 - m);
         assert!(
             same(alone[m - 1], all[end]),
             "row {end}: {:?} {:?}",

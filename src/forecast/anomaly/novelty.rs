@@ -1,0 +1,361 @@
+//! The score's novelty part: how unlike every recent shape of the series
+//! the shape of its last [`WINDOW`] samples is.
+//!
+//! Why: the rank and the guard judge one sample at a time, so a series
+//! that changes its rhythm (spikes coming twice as often, a holiday's
+//! flat morning, a daily cycle that stops) without any one sample being
+//! out of the ordinary never scores. A shape's distance to its nearest
+//! match among the shapes before it (a left matrix profile, as discord
+//! detectors use) is high exactly there. It is ranked as the rank part
+//! ranks residuals: against the largest novelty of the [`RANK_ROWS`] rows
+//! before, so a series whose shapes never repeat closely does not page
+//! for that.
+//!
+//! Measured and matched only every [`STRIDE`] model steps, counted from
+//! the epoch so that every query measures the same rows: that costs
+//! 1/256 of a full matrix profile and kept its gain on NAB
+//! (BENCHMARKS.md). A row between two of those reads the novelty of the
+//! one before it. An instant score needs only the largest of its recent
+//! novelties, which a search that gives up on a shape at its first close
+//! match finds at a fraction of the cost of each novelty, exactly.
+
+use std::cell::OnceCell;
+use std::ops::{Range, RangeInclusive};
+
+use super::{MIN_RANK_ROWS, MIN_SIGMA, RANK_ROWS};
+use crate::model::Grid;
+
+/// Samples in a shape.
+pub const WINDOW: usize = 24;
+/// Model steps between the rows whose shapes are measured and matched.
+pub const STRIDE: usize = 16;
+/// The part is `SHARE · novelty / largest`: 1 at 1/0.9 times the largest
+/// novelty of the [`RANK_ROWS`] rows before.
+pub const SHARE: f64 = 0.9;
+/// Fewest earlier shapes for a novelty, and fewest novelties for the
+/// largest: as many rows as the rank part needs.
+const MIN_SHAPES: usize = MIN_RANK_ROWS / STRIDE;
+/// Strides from a shape back to the latest one it may match: the shapes
+/// must not overlap.
+const NEAREST: usize = WINDOW.div_ceil(STRIDE);
+/// Strides from a row back to the oldest shape it reads.
+const FARTHEST: usize = RANK_ROWS / STRIDE;
+
+/// Rows before the asked rows that the novelty part reads: the oldest
+/// shape an asked row's largest novelty matches against, and that shape's
+/// daily spread.
+pub const fn reach(rows_per_day: usize) -> usize {
+    STRIDE - 1 + 2 * FARTHEST * STRIDE + WINDOW - 1 + rows_per_day
+}
+
+/// The novelty part of every row from some row on.
+pub struct Novelty {
+    /// The part at each measured row from the first that a row from
+    /// `from` reads (`NaN` where none), one per [`STRIDE`] rows.
+    parts: Vec<f64>,
+    /// The row of `parts[0]`.
+    first: usize,
+}
+
+impl Novelty {
+    /// The novelty parts that rows from `from` on read, on `grid`'s rows
+    /// (consecutive model steps, the first of them `origin` steps after
+    /// the epoch), with `rows_per_day` rows a day.
+    pub fn new(grid: &Grid, rows_per_day: usize, origin: i64, from: usize) -> Self {
+        let offset = (-origin).rem_euclid(STRIDE as i64) as usize;
+        // Measured rows are offset + k · STRIDE: k0 is the first that a
+        // row from `from` reads, `last` the last.
+        let measured = |row: usize| row.checked_sub(offset).map(|d| d / STRIDE);
+        let Some(last) = grid.values.len().checked_sub(1).and_then(measured) else {
+            return Self {
+                parts: Vec::new(),
+                first: 0,
+            };
+        };
+        let k0 = measured(from).unwrap_or(0);
+        let shapes = Shapes::new(
+            grid,
+            rows_per_day,
+            offset,
+            k0.saturating_sub(2 * FARTHEST),
+            last,
+        );
+        let novelty_from = k0.saturating_sub(FARTHEST);
+        // The novelties that every part ranks against (an instant score's
+        // few parts share all but a few): only their largest matters,
+        // which costs far fewer distances than each of them. The others
+        // matter only above it.
+        let core = last.saturating_sub(FARTHEST).max(novelty_from)..k0;
+        let core_largest = shapes.largest(core.clone());
+        let mut hint = None;
+        let novelties: Vec<f64> = (novelty_from..=last)
+            .map(|k| {
+                if core.contains(&k) {
+                    return f64::NAN;
+                }
+                let above = if k < k0 {
+                    core_largest
+                } else {
+                    f64::NEG_INFINITY
+                };
+                let (novelty, next) = shapes.novelty_above(k, above, hint);
+                hint = next;
+                novelty.unwrap_or(f64::NAN)
+            })
+            .collect();
+        let parts = (k0..=last)
+            .map(|k| {
+                let earlier = k.saturating_sub(FARTHEST).max(novelty_from)..k;
+                let count = earlier.clone().filter(|&j| shapes.has_novelty(j)).count();
+                let novelty = novelties[k - novelty_from];
+                if count < MIN_SHAPES || novelty.is_nan() {
+                    return f64::NAN;
+                }
+                let largest = novelties[earlier.start - novelty_from..earlier.end - novelty_from]
+                    .iter()
+                    .copied()
+                    .fold(core_largest, f64::max);
+                SHARE * novelty / largest.max(MIN_SIGMA)
+            })
+            .collect();
+        Self {
+            parts,
+            first: offset + k0 * STRIDE,
+        }
+    }
+
+    /// The novelty part at row `i`: that of the latest measured row at or
+    /// before it, if it has one.
+    pub fn part(&self, i: usize) -> Option<f64> {
+        let k = i.checked_sub(self.first)? / STRIDE;
+        self.parts.get(k).copied().filter(|p| !p.is_nan())
+    }
+}
+
+/// The shapes at the measured rows from some row on, by their index `k`
+/// (measured row `offset + k · STRIDE`), each computed when first read.
+struct Shapes<'a> {
+    grid: &'a Grid,
+    rows_per_day: usize,
+    offset: usize,
+    /// The index of the first shape.
+    from: usize,
+    shapes: Vec<OnceCell<Shape>>,
+    /// How many shapes before each index are present.
+    present_before: Vec<u32>,
+}
+
+impl<'a> Shapes<'a> {
+    fn new(grid: &'a Grid, rows_per_day: usize, offset: usize, from: usize, last: usize) -> Self {
+        let mut present_before = vec![0];
+        for k in from..=last {
+            let end = offset + k * STRIDE;
+            let present = end + 1 >= WINDOW
+                && grid.present(end + 1 - WINDOW, end + 1) as usize == WINDOW
+                && grid.spread(end.saturating_sub(rows_per_day), end).is_some();
+            present_before.push(present_before[k - from] + u32::from(present));
+        }
+        Self {
+            grid,
+            rows_per_day,
+            offset,
+            from,
+            shapes: (from..=last).map(|_| OnceCell::new()).collect(),
+            present_before,
+        }
+    }
+
+    fn present(&self, k: usize) -> bool {
+        self.present_before[k - self.from + 1] > self.present_before[k - self.from]
+    }
+
+    /// Shape `k`, which must be present.
+    fn shape(&self, k: usize) -> &Shape {
+        self.shapes[k - self.from].get_or_init(|| {
+            shape(self.grid, self.offset + k * STRIDE, self.rows_per_day)
+                .unwrap_or([f32::NAN; WINDOW])
+        })
+    }
+
+    /// The shapes that shape `k` is matched against, if it has enough of
+    /// them for a novelty.
+    fn earlier(&self, k: usize) -> Option<RangeInclusive<usize>> {
+        let latest = k.checked_sub(NEAREST).filter(|&l| l >= self.from)?;
+        let oldest = k.saturating_sub(FARTHEST).max(self.from);
+        let count =
+            self.present_before[latest - self.from + 1] - self.present_before[oldest - self.from];
+        (self.present(k) && count as usize >= MIN_SHAPES).then_some(oldest..=latest)
+    }
+
+    fn has_novelty(&self, k: usize) -> bool {
+        self.earlier(k).is_some()
+    }
+
+    /// Shape `k`'s novelty (its distance to its nearest match, per
+    /// sample) if it has one above `above`; with the match to try first
+    /// for the next shape (the successor of this one's nearest found,
+    /// which is usually close again). The search stops at the first
+    /// match that shows the novelty is not above: the result is exactly
+    /// what a full search gives.
+    fn novelty_above(
+        &self,
+        k: usize,
+        above: f64,
+        hint: Option<usize>,
+    ) -> (Option<f64>, Option<usize>) {
+        let Some(earlier) = self.earlier(k) else {
+            return (None, None);
+        };
+        let this = self.shape(k);
+        let first = hint.filter(|j| earlier.contains(j));
+        let mut nearest = (f32::INFINITY, None);
+        for j in first.into_iter().chain(earlier.rev()) {
+            if !self.present(j) {
+                continue;
+            }
+            let d = distance(this, self.shape(j));
+            if d < nearest.0 {
+                nearest = (d, Some(j));
+                if per_sample(d) <= above {
+                    return (None, Some(j + 1));
+                }
+            }
+        }
+        let novelty = per_sample(nearest.0);
+        (
+            (novelty > above).then_some(novelty),
+            nearest.1.map(|j| j + 1),
+        )
+    }
+
+    /// The largest novelty of the shapes in `rows` (0 if none).
+    fn largest(&self, rows: Range<usize>) -> f64 {
+        let mut largest = 0.0;
+        let mut hint = None;
+        for k in rows {
+            let (novelty, next) = self.novelty_above(k, largest, hint);
+            hint = next;
+            largest = novelty.unwrap_or(largest);
+        }
+        largest
+    }
+}
+
+/// A squared distance between shapes as a novelty: per sample, rooted.
+fn per_sample(squared: f32) -> f64 {
+    (f64::from(squared) / WINDOW as f64).sqrt()
+}
+
+/// A shape: [`WINDOW`] samples in units of their own spread. Single
+/// precision, twice as many to a vector register, since a shape's
+/// distances are most of an instant score's work; a distance in `f32` is
+/// off by about 1e-6 of the typical one, far below any that matters.
+type Shape = [f32; WINDOW];
+
+/// The shape of the [`WINDOW`] samples ending at row `end`: each less
+/// their mean, over their standard deviation held at [`MIN_SIGMA`] daily
+/// spreads from below (so that a flat stretch is a flat shape, not
+/// amplified noise); none where a sample or the spread is missing.
+fn shape(grid: &Grid, end: usize, rows_per_day: usize) -> Option<Shape> {
+    let start = (end + 1).checked_sub(WINDOW)?;
+    let samples = &grid.values[start..=end];
+    let spread = grid.spread(end.saturating_sub(rows_per_day), end)?;
+    let mean = samples.iter().sum::<f64>() / WINDOW as f64;
+    if mean.is_nan() {
+        return None;
+    }
+    let var = samples.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / WINDOW as f64;
+    let per_scale = 1.0 / var.sqrt().max(MIN_SIGMA * spread);
+    let mut out = [0.0; WINDOW];
+    for (o, v) in out.iter_mut().zip(samples) {
+        *o = ((v - mean) * per_scale) as f32;
+    }
+    Some(out)
+}
+
+/// The squared distance between two shapes, in eight independent lanes
+/// so that the compiler can vectorise it.
+#[inline]
+fn distance(a: &Shape, b: &Shape) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    for (qa, qb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for ((lane, x), y) in lanes.iter_mut().zip(qa).zip(qb) {
+            *lane += (x - y) * (x - y);
+        }
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    ((a + e) + (b + f)) + ((c + g) + (d + h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: usize = 288;
+
+    /// A daily cycle of `days` with noise from a fixed generator; from
+    /// row `odd` on, for `len` rows, a square wave of a period of 12 rows
+    /// rides on it, within the cycle's range.
+    fn cycle(days: usize, odd: usize, len: usize) -> Grid {
+        let mut state = 11u64;
+        let values = (0..days * DAY)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let noise = (state >> 33) as f64 / f64::from(1u32 << 31);
+                let square = if (odd..odd + len).contains(&i) && (i / 6) % 2 == 1 {
+                    20.0
+                } else {
+                    0.0
+                };
+                let phase = std::f64::consts::TAU * (i % DAY) as f64 / DAY as f64;
+                100.0 + 50.0 * phase.sin() + noise + square
+            })
+            .collect();
+        Grid::from_values(0, 1, values)
+    }
+
+    #[test]
+    fn a_shape_seen_before_is_not_novel_and_a_new_one_is() {
+        let odd = 5 * DAY + 100;
+        let grid = cycle(6, odd, 96);
+        let novelty = Novelty::new(&grid, DAY, 0, 0);
+        let parts = |rows: Range<usize>| rows.filter_map(|i| novelty.part(i)).collect::<Vec<_>>();
+        let before = parts(3 * DAY..odd);
+        assert!(before.len() > 100, "{}", before.len());
+        assert!(before.iter().all(|&p| p < 1.0), "{before:?}");
+        let during = parts(odd..odd + 96);
+        assert!(during.iter().any(|&p| p > 1.0), "{during:?}");
+    }
+
+    /// An instant score finds the largest recent novelty by giving up on
+    /// shapes early; it must be exactly the one every novelty gives.
+    #[test]
+    fn the_largest_found_by_giving_up_early_is_the_largest_of_all() {
+        let grid = cycle(6, 5 * DAY + 100, 96);
+        for origin in [0, 5] {
+            let all = Novelty::new(&grid, DAY, origin, 0);
+            let mut scored = 0;
+            for i in (3 * DAY..6 * DAY).step_by(7) {
+                let alone = Novelty::new(&grid, DAY, origin, i.saturating_sub(24));
+                assert_eq!(alone.part(i), all.part(i), "row {i}, origin {origin}");
+                scored += usize::from(all.part(i).is_some());
+            }
+            assert!(scored > 100, "{scored}");
+        }
+    }
+
+    #[test]
+    fn a_shape_with_a_gap_is_none() {
+        let mut grid = cycle(3, 0, 0);
+        let row = 2 * DAY + 5 * STRIDE;
+        let mut values = grid.values.clone();
+        values[row - 3] = f64::NAN;
+        grid = Grid::from_values(0, 1, values);
+        let novelty = Novelty::new(&grid, DAY, 0, 0);
+        assert_eq!(novelty.part(row), None);
+        assert!(novelty.part(row - STRIDE).is_some());
+        assert!(novelty.part(row + 2 * STRIDE).is_some());
+    }
+}
