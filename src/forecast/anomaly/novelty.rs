@@ -150,9 +150,11 @@ impl<'a> Shapes<'a> {
         let mut present_before = vec![0];
         for k in from..=last {
             let end = offset + k * STRIDE;
+            // As `shape` finds it: every sample present, and two for a
+            // daily spread.
             let present = end + 1 >= WINDOW
                 && grid.present(end + 1 - WINDOW, end + 1) as usize == WINDOW
-                && grid.spread(end.saturating_sub(rows_per_day), end).is_some();
+                && grid.present(end.saturating_sub(rows_per_day), end) >= 2;
             present_before.push(present_before[k - from] + u32::from(present));
         }
         Self {
