@@ -102,7 +102,9 @@ pub fn sigma(one_step_sigma: f64) -> f64 {
 
 /// Rows the score at `t` reads (`t` included) on a grid of `rows_per_day`
 /// steps a day: the rows it rests against, the changes each of them is
-/// ranked against, and the day before each change.
+/// ranked against, and the day before each change; or, if more, the
+/// shapes and daily spreads its novelty parts read
+/// ([`novelty::reach`]).
 pub fn memory(rows_per_day: usize) -> usize {
     let ranked = RANK_ROWS.max(GUARD_ROWS) + rows_per_day + 2;
     let rested = REST.max(rows_per_day + SEASON_SPREAD) + ranked;
@@ -137,11 +139,10 @@ impl Context {
 
 /// The contexts of the rows `asked` (indices into `values`: the samples
 /// at consecutive model steps, oldest first, the first of them `origin`
-/// steps after the epoch), each from the rows at or before it. A row
-/// with at least [`memory`] rows before it scores as it
-/// would with any longer history. A sample that is not finite (a
-/// `histogram_quantile` of +Inf) counts as none, as the forecasts count
-/// it.
+/// steps after the epoch), each from the rows at or before it. A row with
+/// at least [`memory`] rows before it scores as it would with any longer
+/// history. A sample that is not finite (a `histogram_quantile` of +Inf)
+/// counts as none, as the forecasts count it.
 pub fn contexts(
     values: &[Option<f64>],
     rows_per_day: usize,
