@@ -103,8 +103,7 @@ pub fn sigma(one_step_sigma: f64) -> f64 {
 /// Rows the score at `t` reads (`t` included) on a grid of `rows_per_day`
 /// steps a day: the rows it rests against, the changes each of them is
 /// ranked against, and the day before each change; or, if more, the
-/// shapes and daily spreads its novelty parts read
-/// ([`novelty::reach`]).
+/// shapes its novelty parts read ([`novelty::reach`]).
 pub fn memory(rows_per_day: usize) -> usize {
     let ranked = RANK_ROWS.max(GUARD_ROWS) + rows_per_day + 2;
     let rested = REST.max(rows_per_day + SEASON_SPREAD) + ranked;

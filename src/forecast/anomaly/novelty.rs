@@ -23,7 +23,7 @@
 use std::cell::OnceCell;
 use std::ops::{Range, RangeInclusive};
 
-use super::{MIN_RANK_ROWS, MIN_SIGMA, RANK_ROWS};
+use super::{MIN_RANK_ROWS, MIN_SIGMA, RANK_ROWS, SEASON_SPREAD};
 use crate::model::Grid;
 
 /// Samples in a shape.
@@ -41,14 +41,23 @@ const MIN_SHAPES: usize = MIN_RANK_ROWS / STRIDE;
 /// Strides from a shape back to the latest one it may match: the shapes
 /// must not overlap.
 const NEAREST: usize = WINDOW.div_ceil(STRIDE);
-/// Strides from a row back to the oldest shape it reads.
-const FARTHEST: usize = RANK_ROWS / STRIDE;
+/// Strides from a novelty back to the oldest it is ranked against.
+const RANKED: usize = RANK_ROWS / STRIDE;
+/// Strides from a shape back to the oldest it is matched against: the
+/// [`RANK_ROWS`] rows before, or a day and [`SEASON_SPREAD`] rows if more.
+/// Why the day: a shape must meet the same time a day earlier, or a daily
+/// pattern is new every day (at a 1-minute step 1,000 rows are 17 hours).
+const fn farthest(rows_per_day: usize) -> usize {
+    let day = (rows_per_day + SEASON_SPREAD).div_ceil(STRIDE);
+    if day > RANKED { day } else { RANKED }
+}
 
-/// Rows before the asked rows that the novelty part reads: the oldest
-/// shape an asked row's largest novelty matches against, and that shape's
-/// daily spread.
+/// Rows before the asked rows that the novelty part's shapes read: back
+/// to the oldest shape an asked row's largest novelty matches against.
+/// (The daily spread that floors a part is read at measured rows near the
+/// asked ones, well inside what the rank reads.)
 pub const fn reach(rows_per_day: usize) -> usize {
-    STRIDE - 1 + 2 * FARTHEST * STRIDE + WINDOW - 1 + rows_per_day
+    STRIDE - 1 + (RANKED + farthest(rows_per_day)) * STRIDE + WINDOW - 1
 }
 
 /// The novelty part of every row from some row on.
@@ -80,15 +89,15 @@ impl Novelty {
             grid,
             rows_per_day,
             offset,
-            k0.saturating_sub(2 * FARTHEST),
+            k0.saturating_sub(RANKED + farthest(rows_per_day)),
             last,
         );
-        let novelty_from = k0.saturating_sub(FARTHEST);
+        let novelty_from = k0.saturating_sub(RANKED);
         // The novelties that every part ranks against (an instant score's
         // few parts share all but a few): only their largest matters,
         // which costs far fewer distances than each of them. The others
         // matter only above it.
-        let core = last.saturating_sub(FARTHEST).max(novelty_from)..k0;
+        let core = last.saturating_sub(RANKED).max(novelty_from)..k0;
         let core_largest = shapes.largest(core.clone());
         let mut hint = None;
         let novelties: Vec<f64> = (novelty_from..=last)
@@ -108,17 +117,20 @@ impl Novelty {
             .collect();
         let parts = (k0..=last)
             .map(|k| {
-                let earlier = k.saturating_sub(FARTHEST).max(novelty_from)..k;
+                let earlier = k.saturating_sub(RANKED).max(novelty_from)..k;
                 let count = earlier.clone().filter(|&j| shapes.has_novelty(j)).count();
                 let novelty = novelties[k - novelty_from];
                 if count < MIN_SHAPES || novelty.is_nan() {
                     return f64::NAN;
                 }
+                let Some(spread) = shapes.spread(k) else {
+                    return f64::NAN;
+                };
                 let largest = novelties[earlier.start - novelty_from..earlier.end - novelty_from]
                     .iter()
                     .copied()
                     .fold(core_largest, f64::max);
-                SHARE * novelty / largest.max(MIN_SIGMA * shapes.spread(k))
+                SHARE * novelty / largest.max(MIN_SIGMA * spread)
             })
             .collect();
         Self {
@@ -153,11 +165,8 @@ impl<'a> Shapes<'a> {
         let mut present_before = vec![0];
         for k in from..=last {
             let end = offset + k * STRIDE;
-            // Every sample present, and two for the daily spread that
-            // floors the largest novelty.
-            let present = end + 1 >= WINDOW
-                && grid.present(end + 1 - WINDOW, end + 1) as usize == WINDOW
-                && grid.present(end.saturating_sub(rows_per_day), end) >= 2;
+            let present =
+                end + 1 >= WINDOW && grid.present(end + 1 - WINDOW, end + 1) as usize == WINDOW;
             present_before.push(present_before[k - from] + u32::from(present));
         }
         Self {
@@ -188,18 +197,17 @@ impl<'a> Shapes<'a> {
     /// them for a novelty.
     fn earlier(&self, k: usize) -> Option<RangeInclusive<usize>> {
         let latest = k.checked_sub(NEAREST).filter(|&l| l >= self.from)?;
-        let oldest = k.saturating_sub(FARTHEST).max(self.from);
+        let oldest = k.saturating_sub(farthest(self.rows_per_day)).max(self.from);
         let count =
             self.present_before[latest - self.from + 1] - self.present_before[oldest - self.from];
         (self.present(k) && count as usize >= MIN_SHAPES).then_some(oldest..=latest)
     }
 
-    /// The daily spread before shape `k`, which must be present.
-    fn spread(&self, k: usize) -> f64 {
+    /// The daily spread before shape `k`: there is one wherever the shape
+    /// is present and a day has two rows or more.
+    fn spread(&self, k: usize) -> Option<f64> {
         let end = self.offset + k * STRIDE;
-        self.grid
-            .spread(end.saturating_sub(self.rows_per_day), end)
-            .unwrap_or(f64::NAN)
+        self.grid.spread(end.saturating_sub(self.rows_per_day), end)
     }
 
     fn has_novelty(&self, k: usize) -> bool {
@@ -381,6 +389,36 @@ mod tests {
         let parts: Vec<f64> = (3 * DAY..6 * DAY).filter_map(|i| novelty.part(i)).collect();
         assert!(parts.len() > 100, "{}", parts.len());
         assert!(parts.iter().all(|&p| p < 1e-3), "{parts:?}");
+    }
+
+    /// At a 1-minute step a day is more than the 1,000 rows a shape is
+    /// otherwise matched against: a half-hour job that runs at the same
+    /// time every day must meet yesterday's run, or it is new every day.
+    #[test]
+    fn a_daily_job_is_not_new_at_a_one_minute_step() {
+        const DAY_1M: usize = 1440;
+        let mut state = 3u64;
+        let values = (0..4 * DAY_1M)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let noise = 0.1 * (state >> 33) as f64 / f64::from(1u32 << 31);
+                let job = if (540..570).contains(&(i % DAY_1M)) {
+                    30.0
+                } else {
+                    0.0
+                };
+                10.0 + noise + job
+            })
+            .collect();
+        let novelty = Novelty::new(&Grid::from_values(0, 1, values), DAY_1M, 0, 0);
+        let parts: Vec<f64> = (DAY_1M + 500..4 * DAY_1M)
+            .filter_map(|i| novelty.part(i))
+            .collect();
+        assert!(parts.len() > 2 * DAY_1M, "{}", parts.len());
+        let largest = parts.iter().copied().fold(0.0, f64::max);
+        assert!(largest < 1.0, "{largest}");
     }
 
     /// An instant score finds the largest recent novelty by giving up on
