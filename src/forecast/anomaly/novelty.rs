@@ -318,25 +318,22 @@ fn distance(a: &Shape, b: &Shape) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::anomaly::tests::uniform;
 
     const DAY: usize = 288;
 
     /// A daily cycle of `days` with noise from a fixed generator; from
     /// row `odd` on, for `len` rows, `change(row)` is added to it.
     fn cycle(days: usize, odd: usize, len: usize, change: fn(usize) -> f64) -> Grid {
-        let mut state = 11u64;
+        let mut noise = uniform(11);
         let values = (0..days * DAY)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                let noise = (state >> 33) as f64 / f64::from(1u32 << 31);
                 let changed = if (odd..odd + len).contains(&i) {
                     change(i)
                 } else {
                     0.0
                 };
-                100.0 + 50.0 * daily(i) + noise + changed
+                100.0 + 50.0 * daily(i) + noise() + changed
             })
             .collect();
         Grid::from_values(0, 1, values)
@@ -397,19 +394,15 @@ mod tests {
     #[test]
     fn a_daily_job_is_not_new_at_a_one_minute_step() {
         const DAY_1M: usize = 1440;
-        let mut state = 3u64;
+        let mut noise = uniform(3);
         let values = (0..4 * DAY_1M)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                let noise = 0.1 * (state >> 33) as f64 / f64::from(1u32 << 31);
                 let job = if (540..570).contains(&(i % DAY_1M)) {
                     30.0
                 } else {
                     0.0
                 };
-                10.0 + noise + job
+                10.0 + 0.1 * noise() + job
             })
             .collect();
         let novelty = Novelty::new(&Grid::from_values(0, 1, values), DAY_1M, 0, 0);

@@ -182,13 +182,7 @@ fn a_long_day_is_in_the_memory() {
 /// (from a fixed generator), scores the same from its [`memory`] alone as
 /// from all rows before it.
 fn scores_from_memory_alone(rows_per_day: usize, n: usize) {
-    let mut state = 7u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1);
-        (state >> 33) as f64 / f64::from(1u32 << 31)
-    };
+    let mut next = uniform(7);
     let (spike, again) = (n - 1500, n - 600);
     let rows: Vec<Row> = (0..n)
         .map(|i| {
@@ -302,4 +296,16 @@ fn the_unit_interval_map_is_monotone_with_the_threshold_at_a_half() {
 fn a_noiseless_series_is_measured_against_the_floor() {
     assert_eq!(sigma(1e-6), MIN_SIGMA);
     assert_eq!(sigma(0.3), 0.3);
+}
+
+/// A fixed generator of numbers in `[0, 1)` from `seed`, for test series'
+/// noise: the same every run.
+pub(super) fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as f64 / f64::from(1u32 << 31)
+    }
 }
