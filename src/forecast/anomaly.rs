@@ -34,19 +34,23 @@
 //!    scores high, not infinite (which no query could serve).
 //! 3. **Novelty** ([`novelty`]): how unlike every shape of the recent
 //!    past the shape of the last samples is, ranked against the largest
-//!    such novelty of the [`RANK_ROWS`] rows before. A series that changes
-//!    its rhythm without any one sample out of the ordinary is unusual
-//!    too.
+//!    such novelty of the [`RANK_ROWS`] rows before (or a day, if more).
+//!    A series that changes its rhythm without any one sample out of the
+//!    ordinary is unusual too.
 //! 4. **Rest**: a row's level (the largest of the three) counts only where it
 //!    exceeds the levels of the [`REST`] rows before it and of the rows
 //!    within [`SEASON_SPREAD`] of the same time a day earlier, each of
 //!    those ranked by its own change (the rows a day earlier without their
 //!    novelty: a shape is matched against the day before already);
-//!    elsewhere the score is 0. An
-//!    incident scores when it starts or gets worse, not on every row while
-//!    it lasts, and a daily spike that came yesterday does not page today.
-//!    So an alert on the score fires once per incident, as CAD OSE, KNN CAD
-//!    and ARTime suppress after an alarm; `keep_firing_for` holds it open
+//!    elsewhere the score is 0. An incident scores when it starts or gets
+//!    worse, not on every row while it lasts, and a daily spike that came
+//!    yesterday does not page today. Where a day is more rows than the
+//!    guard reads (a step under 5 minutes), the level must exceed those a
+//!    day earlier [`REPEAT_MARGIN`] times over: yesterday's run of a daily
+//!    job is then out of the guard's reach, so today's leaves its range as
+//!    yesterday's did, at about the same level. So an alert on the score
+//!    fires once per incident, as CAD OSE, KNN CAD and ARTime suppress
+//!    after an alarm; `keep_firing_for` holds it open
 //!    (see `deploy/prometheus/rules`).
 //!
 //! The memory is finite on purpose ([`memory`]): the score at `t` depends
@@ -79,6 +83,11 @@ pub const GUARD_SCALE: f64 = 0.272;
 pub const REST: usize = 24;
 /// Rows either side of `t − 1 day` whose levels `t`'s must exceed.
 pub const SEASON_SPREAD: usize = 12;
+/// Where a day is more rows than the guard reads, how many times the
+/// levels of the rows a day earlier a row's level must exceed: a daily
+/// job is then out of the guard's range every day, at about yesterday's
+/// level, and a plain "exceeds" would page on every other day.
+pub const REPEAT_MARGIN: f64 = 1.5;
 /// Floor of the one-step error, of the largest change a change is ranked
 /// against, and of the range the guard measures by, in units of the
 /// series' daily spread (the normalisation scale of its forecasts).
@@ -159,6 +168,11 @@ pub fn contexts(
         origin,
         first.saturating_sub(REST),
     );
+    let repeat = if rows_per_day > GUARD_ROWS {
+        REPEAT_MARGIN
+    } else {
+        1.0
+    };
     // A range query's rows rest against mostly the same rows: each is
     // ranked once.
     let mut remembered: Vec<Option<Option<f64>>> =
@@ -177,7 +191,10 @@ pub fn contexts(
             let before = recent
                 .filter_map(|j| either(pointwise(j), novelty.part(j)))
                 .fold(0.0, f64::max);
-            let before = yesterday.filter_map(&mut pointwise).fold(before, f64::max);
+            let before = yesterday
+                .filter_map(&mut pointwise)
+                .map(|level| level * repeat)
+                .fold(before, f64::max);
             Context {
                 largest: memory.largest(i).zip(memory.spread(i)).map(|(m, s)| m * s),
                 guard: memory.guard(i),

@@ -9,8 +9,8 @@
 //! match among the shapes before it (a left matrix profile, as discord
 //! detectors use) is high exactly there. It is ranked as the rank part
 //! ranks residuals: against the largest novelty of the [`RANK_ROWS`] rows
-//! before, so a series whose shapes never repeat closely does not page
-//! for that.
+//! before (a day, where that is more), so a series whose shapes never
+//! repeat closely does not page for that.
 //!
 //! Measured and matched only every [`STRIDE`] model steps, counted from
 //! the epoch so that every query measures the same rows: that costs
@@ -31,7 +31,7 @@ pub const WINDOW: usize = 24;
 /// Model steps between the rows whose shapes are measured and matched.
 pub const STRIDE: usize = 16;
 /// The part is `SHARE · novelty / largest`: 1 at 1/0.85 times the largest
-/// novelty of the [`RANK_ROWS`] rows before (or of [`MIN_SIGMA`] daily
+/// novelty of the [`RANK_ROWS`] rows before or a day if more (or of [`MIN_SIGMA`] daily
 /// spreads, so that a series that repeats itself exactly does not page on
 /// rounding).
 pub const SHARE: f64 = 0.85;
@@ -41,13 +41,16 @@ const MIN_SHAPES: usize = MIN_RANK_ROWS / STRIDE;
 /// Strides from a shape back to the latest one it may match: the shapes
 /// must not overlap.
 const NEAREST: usize = WINDOW.div_ceil(STRIDE);
-/// Strides from a novelty back to the oldest it is ranked against.
+/// Strides in the [`RANK_ROWS`] rows.
 const RANKED: usize = RANK_ROWS / STRIDE;
-/// Strides from a shape back to the oldest it is matched against: the
-/// [`RANK_ROWS`] rows before, or a day and [`SEASON_SPREAD`] rows if more.
-/// Why the day: a shape must meet the same time a day earlier, or a daily
-/// pattern is new every day (at a 1-minute step 1,000 rows are 17 hours).
-const fn farthest(rows_per_day: usize) -> usize {
+/// Strides from a shape back to the oldest shape it is matched against,
+/// and to the oldest novelty it is ranked against: the [`RANK_ROWS`] rows
+/// before, or a day and [`SEASON_SPREAD`] rows if more. Why the day: at a
+/// 1-minute step 1,000 rows are 17 hours, so a daily pattern would never
+/// meet yesterday's (it would be new every day), and a shape met only
+/// once before (today's run of a daily job against yesterday's) would be
+/// ranked against novelties that never include yesterday's, its equal.
+const fn lookback(rows_per_day: usize) -> usize {
     let day = (rows_per_day + SEASON_SPREAD).div_ceil(STRIDE);
     if day > RANKED { day } else { RANKED }
 }
@@ -57,7 +60,7 @@ const fn farthest(rows_per_day: usize) -> usize {
 /// (The daily spread that floors a part is read at measured rows near the
 /// asked ones, well inside what the rank reads.)
 pub const fn reach(rows_per_day: usize) -> usize {
-    STRIDE - 1 + (RANKED + farthest(rows_per_day)) * STRIDE + WINDOW - 1
+    STRIDE - 1 + 2 * lookback(rows_per_day) * STRIDE + WINDOW - 1
 }
 
 /// The novelty part of every row from some row on.
@@ -85,19 +88,20 @@ impl Novelty {
             };
         };
         let k0 = measured(from).unwrap_or(0);
+        let lookback = lookback(rows_per_day);
         let shapes = Shapes::new(
             grid,
             rows_per_day,
             offset,
-            k0.saturating_sub(RANKED + farthest(rows_per_day)),
+            k0.saturating_sub(2 * lookback),
             last,
         );
-        let novelty_from = k0.saturating_sub(RANKED);
+        let novelty_from = k0.saturating_sub(lookback);
         // The novelties that every part ranks against (an instant score's
         // few parts share all but a few): only their largest matters,
         // which costs far fewer distances than each of them. The others
         // matter only above it.
-        let core = last.saturating_sub(RANKED).max(novelty_from)..k0;
+        let core = last.saturating_sub(lookback).max(novelty_from)..k0;
         let core_largest = shapes.largest(core.clone());
         let mut hint = None;
         let novelties: Vec<f64> = (novelty_from..=last)
@@ -117,7 +121,7 @@ impl Novelty {
             .collect();
         let parts = (k0..=last)
             .map(|k| {
-                let earlier = k.saturating_sub(RANKED).max(novelty_from)..k;
+                let earlier = k.saturating_sub(lookback).max(novelty_from)..k;
                 let count = earlier.clone().filter(|&j| shapes.has_novelty(j)).count();
                 let novelty = novelties[k - novelty_from];
                 if count < MIN_SHAPES || novelty.is_nan() {
@@ -197,7 +201,7 @@ impl<'a> Shapes<'a> {
     /// them for a novelty.
     fn earlier(&self, k: usize) -> Option<RangeInclusive<usize>> {
         let latest = k.checked_sub(NEAREST).filter(|&l| l >= self.from)?;
-        let oldest = k.saturating_sub(farthest(self.rows_per_day)).max(self.from);
+        let oldest = k.saturating_sub(lookback(self.rows_per_day)).max(self.from);
         let count =
             self.present_before[latest - self.from + 1] - self.present_before[oldest - self.from];
         (self.present(k) && count as usize >= MIN_SHAPES).then_some(oldest..=latest)

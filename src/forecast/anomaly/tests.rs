@@ -163,6 +163,50 @@ fn a_spike_that_came_yesterday_at_about_this_time_does_not_page() {
     assert!(s[2 * DAY + 5].unwrap() > 1.0, "{:?}", s[2 * DAY + 5]);
 }
 
+/// A noisy flat series at a 1-minute step with a half-hour job at 09:00
+/// every day, `size` high on the last of `days` days; the rising edges of
+/// `score > 1` after the first two days.
+fn job_alarms_at_a_one_minute_step(days: usize, size: fn(usize) -> f64) -> Vec<usize> {
+    const DAY_1M: usize = 1440;
+    let mut noise = uniform(11);
+    let rows: Vec<Row> = (0..days * DAY_1M)
+        .map(|i| {
+            let job = if (540..570).contains(&(i % DAY_1M)) {
+                size(i / DAY_1M)
+            } else {
+                0.0
+            };
+            Row {
+                value: Some(10.0 + 2.0 * noise() + job),
+                residual: None,
+            }
+        })
+        .collect();
+    let alarm: Vec<bool> = scores(&rows, DAY_1M)
+        .iter()
+        .map(|s| s.is_some_and(|s| s > 1.0))
+        .collect();
+    (2 * DAY_1M..alarm.len())
+        .filter(|&i| alarm[i] && !alarm[i - 1])
+        .collect()
+}
+
+/// At a 1-minute step the guard's rows are under five hours: a job that
+/// runs every morning leaves its range every day, as yesterday's did.
+/// Its level must clearly exceed yesterday's to page, or it pages about
+/// every other day; a job twice its usual size still pages.
+#[test]
+fn a_daily_job_does_not_page_at_a_one_minute_step() {
+    let usual = job_alarms_at_a_one_minute_step(7, |_| 30.0);
+    assert!(usual.is_empty(), "{usual:?}");
+    let doubled = job_alarms_at_a_one_minute_step(7, |day| if day == 6 { 60.0 } else { 30.0 });
+    assert_eq!(doubled.len(), 1, "{doubled:?}");
+    assert!(
+        (6 * 1440 + 540..6 * 1440 + 570).contains(&doubled[0]),
+        "{doubled:?}"
+    );
+}
+
 #[test]
 fn a_row_scores_the_same_from_its_memory_as_from_all_history() {
     assert!(memory(DAY) < 2500);
