@@ -145,23 +145,18 @@ impl Context {
     }
 }
 
-/// The contexts of the rows `asked` (indices into `values`: the samples
-/// at consecutive model steps, oldest first, the first of them `origin`
+/// The contexts of the rows `asked` (indices into `samples`: a grid of
+/// consecutive model steps, oldest first, the first of them `origin`
 /// steps after the epoch), each from the rows at or before it. A row with
 /// at least [`memory`] rows before it scores as it would with any longer
 /// history. A sample that is not finite (a `histogram_quantile` of +Inf)
 /// counts as none, as the forecasts count it.
-pub fn contexts(
-    values: &[Option<f64>],
-    rows_per_day: usize,
-    origin: i64,
-    asked: &[usize],
-) -> Vec<Context> {
+pub fn contexts(samples: Grid, rows_per_day: usize, origin: i64, asked: &[usize]) -> Vec<Context> {
     let Some(&first) = asked.iter().min() else {
         return Vec::new();
     };
     let rested = REST.max(rows_per_day + SEASON_SPREAD);
-    let memory = Memory::new(values, rows_per_day, first.saturating_sub(rested));
+    let memory = Memory::new(samples, rows_per_day, first.saturating_sub(rested));
     let novelty = Novelty::new(
         &memory.grid,
         rows_per_day,
@@ -175,8 +170,12 @@ pub fn contexts(
     };
     // A range query's rows rest against mostly the same rows: each is
     // ranked once.
-    let mut remembered: Vec<Option<Option<f64>>> =
-        vec![None; if asked.len() > 1 { values.len() } else { 0 }];
+    let kept = if asked.len() > 1 {
+        memory.grid.values.len()
+    } else {
+        0
+    };
+    let mut remembered: Vec<Option<Option<f64>>> = vec![None; kept];
     let mut pointwise = |j: usize| match remembered.get_mut(j) {
         Some(kept) => *kept.get_or_insert_with(|| memory.remembered(j)),
         None => memory.remembered(j),
@@ -239,16 +238,13 @@ struct Memory {
 const BLOCK: usize = 32;
 
 impl Memory {
-    /// The memory of `values`, with changes from the rows that the rows
-    /// from `from` on rank against.
-    fn new(values: &[Option<f64>], rows_per_day: usize, from: usize) -> Self {
-        let n = values.len();
-        let values: Vec<f64> = values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
-        // Only spans of rows are read off the grid: its times do not matter.
-        // It holds no +Inf, which would otherwise be the largest change and
-        // the top of the range for the whole memory.
-        let grid = Grid::from_values(0, 1, values);
+    /// The memory of `grid`'s samples, with changes from the rows that the
+    /// rows from `from` on rank against. (The grid holds no +Inf, which
+    /// would otherwise be the largest change and the top of the range for
+    /// the whole memory.)
+    fn new(grid: Grid, rows_per_day: usize, from: usize) -> Self {
         let values = &grid.values;
+        let n = values.len();
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);
         let guards_from = from.saturating_sub(GUARD_ROWS);
         let mut spreads = vec![f64::NAN; n];

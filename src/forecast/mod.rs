@@ -306,25 +306,6 @@ fn before(t: i64, step: i64) -> i64 {
     (t - 1).div_euclid(step) * step
 }
 
-/// The latest sample at or before each of `times` (ascending), if fresher
-/// than `staleness`: one walk through `samples`.
-pub(crate) fn samples_at(
-    samples: &[(i64, f64)],
-    times: impl Iterator<Item = i64>,
-    staleness: i64,
-) -> Vec<Option<f64>> {
-    let mut next = 0;
-    times
-        .map(|t| {
-            while next < samples.len() && samples[next].0 <= t {
-                next += 1;
-            }
-            let (ts, v) = *samples.get(next.checked_sub(1)?)?;
-            (t - ts < staleness).then_some(v)
-        })
-        .collect()
-}
-
 /// Rows of memory the anomaly score has at a model step of `step_ms`.
 pub fn anomaly_memory(step_ms: i64) -> usize {
     anomaly::memory(rows_per_day(step_ms))
@@ -340,12 +321,6 @@ fn rows_per_day(step_ms: i64) -> usize {
 struct RowRun {
     start: i64,
     rows: usize,
-}
-
-impl RowRun {
-    fn times(self, step: i64) -> impl Iterator<Item = i64> {
-        (0..self.rows as i64).map(move |k| self.start + k * step)
-    }
 }
 
 /// The rows the anomaly scores at `times` read, by their phase on the

@@ -11,9 +11,7 @@ use crate::model::{FEATURES, Grid, Pass, Shape, Window};
 use crate::upstream::SourceSeries;
 
 use super::cache::{self, Cache};
-use super::{
-    Anchor, Evaluation, Predictor, ServedModel, anomaly, before, rows_per_day, samples_at,
-};
+use super::{Anchor, Evaluation, Predictor, ServedModel, anomaly, before, rows_per_day};
 use crate::telemetry::Metrics;
 
 /// The anchors one series needs, by grid index; `None` until computed.
@@ -141,7 +139,7 @@ fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, ano
     let step = ev.step;
     let mut contexts = BTreeMap::new();
     for (&phase, &run) in &ev.anomaly_runs {
-        let values = samples_at(&series.samples, run.times(step), ev.staleness);
+        let samples = Grid::sample(&series.samples, run.start, run.rows, step, ev.staleness);
         let times: Vec<i64> = ev
             .times
             .iter()
@@ -153,7 +151,7 @@ fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, ano
             .map(|t| ((t - run.start) / step) as usize)
             .collect();
         let origin = run.start.div_euclid(step);
-        let found = anomaly::contexts(&values, rows_per_day(step), origin, &asked);
+        let found = anomaly::contexts(samples, rows_per_day(step), origin, &asked);
         contexts.extend(times.into_iter().zip(found));
     }
     contexts

@@ -3,7 +3,7 @@ use super::*;
 
 use crate::duration::PromDuration;
 use crate::labels::METRIC_NAME;
-use crate::model::FEATURES;
+use crate::model::{FEATURES, Grid};
 use crate::series::HORIZON_LABEL;
 use crate::series::Horizon;
 
@@ -489,17 +489,20 @@ fn the_domain_is_decided_by_samples_up_to_the_evaluation_time() {
     assert_eq!(positive.clamp(f64::NEG_INFINITY, 1000), f64::NEG_INFINITY);
 }
 
-/// The rows' one walk through the samples finds what a look-up per time
-/// finds, gaps and stale samples included.
+/// The anomaly rows' one walk through the samples (off the multiples of
+/// the step) finds what a look-up per time finds, gaps and stale samples
+/// included.
 #[test]
-fn samples_at_rows_match_a_look_up_per_time() {
+fn sampled_rows_match_a_look_up_per_time() {
     let samples: Vec<(i64, f64)> = (0..500)
         .filter(|i| i % 17 > 3)
         .map(|i| (i * 1_000 + (i % 3) * 100, i as f64))
         .collect();
-    let times: Vec<i64> = (-3..600).map(|k| k * 1_000 + 500).collect();
-    let walked = samples_at(&samples, times.iter().copied(), 2_500);
-    for (t, v) in times.iter().zip(walked) {
-        assert_eq!(v, read::latest_at(&samples, *t, 2_500), "at {t}");
+    let walked = Grid::sample(&samples, -2_500, 603, 1_000, 2_500);
+    for (k, v) in walked.values.iter().enumerate() {
+        let t = walked.time(k);
+        assert_eq!(t, k as i64 * 1_000 - 2_500);
+        let expected = read::latest_at(&samples, t, 2_500).unwrap_or(f64::NAN);
+        assert_eq!(v.to_bits(), expected.to_bits(), "at {t}");
     }
 }

@@ -214,26 +214,39 @@ impl Grid {
         staleness_ms: i64,
     ) -> Self {
         let first = start_ms.div_euclid(step_ms) * step_ms;
-        let n = if end_ms < first {
+        let points = if end_ms < first {
             0
         } else {
             ((end_ms - first) / step_ms + 1) as usize
         };
-        let mut values = vec![f64::NAN; n];
+        Self::sample(samples, first, points, step_ms, staleness_ms)
+    }
+
+    /// The grid of `points` points from `first_ms`, `step_ms` apart (not
+    /// necessarily on multiples of the step), each the latest of `samples`
+    /// (sorted by time) at or before it if less than `staleness_ms` old:
+    /// one walk through the samples.
+    pub fn sample(
+        samples: &[(i64, f64)],
+        first_ms: i64,
+        points: usize,
+        step_ms: i64,
+        staleness_ms: i64,
+    ) -> Self {
         let mut next = 0;
-        for (i, v) in values.iter_mut().enumerate() {
-            let t = first + i as i64 * step_ms;
-            while next < samples.len() && samples[next].0 <= t {
-                next += 1;
-            }
-            if next > 0 {
-                let (ts, value) = samples[next - 1];
-                if t - ts < staleness_ms {
-                    *v = value;
+        let values = (0..points as i64)
+            .map(|k| {
+                let t = first_ms + k * step_ms;
+                while next < samples.len() && samples[next].0 <= t {
+                    next += 1;
                 }
-            }
-        }
-        Self::from_values(first, step_ms, values)
+                match next.checked_sub(1).map(|i| samples[i]) {
+                    Some((ts, value)) if t - ts < staleness_ms => value,
+                    _ => f64::NAN,
+                }
+            })
+            .collect();
+        Self::from_values(first_ms, step_ms, values)
     }
 
     /// A grid from already aligned values; those that are not finite (a
