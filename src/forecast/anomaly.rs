@@ -72,9 +72,9 @@ pub const MIN_RANK_ROWS: usize = 100;
 /// largest recent change.
 pub const RANK_SHARE: f64 = 0.7;
 /// Samples whose range the guard checks a sample against: a day and a
-/// half at a 5-minute step, so that a spike like one the day before
-/// yesterday's evening is not new (a day: 37 % more false alarms on NAB,
-/// BENCHMARKS.md).
+/// half at a 5-minute step, so that a spike like one a day and some
+/// hours earlier is not new (over a day: 87 false alarms at `> 1` on NAB
+/// instead of 67, BENCHMARKS.md).
 pub const GUARD_ROWS: usize = 432;
 /// Fewest samples among them for a guard.
 pub const MIN_GUARD_ROWS: usize = 50;
@@ -148,18 +148,24 @@ impl Context {
     }
 }
 
-/// The contexts of the rows `asked` (indices into `samples`: a grid of
-/// consecutive model steps, oldest first, the first of them `origin`
-/// steps after the epoch), each from the rows at or before it. A row with
-/// at least [`memory`] rows before it scores as it would with any longer
-/// history. A sample that is not finite (a `histogram_quantile` of +Inf)
-/// counts as none, as the forecasts count it.
-pub fn contexts(samples: Grid, rows_per_day: usize, origin: i64, asked: &[usize]) -> Vec<Context> {
+/// The contexts of the rows `asked` (indices into `values`: the samples
+/// at consecutive model steps, oldest first, `NaN` where none, the first
+/// of them `origin` steps after the epoch), each from the rows at or
+/// before it. A row with at least [`memory`] rows before it scores as it
+/// would with any longer history. A sample that is not finite (a
+/// `histogram_quantile` of +Inf) counts as none, as the forecasts count
+/// it.
+pub fn contexts(
+    values: Vec<f64>,
+    rows_per_day: usize,
+    origin: i64,
+    asked: &[usize],
+) -> Vec<Context> {
     let Some(&first) = asked.iter().min() else {
         return Vec::new();
     };
     let rested = REST.max(rows_per_day + SEASON_SPREAD);
-    let memory = Memory::new(samples, rows_per_day, first.saturating_sub(rested));
+    let memory = Memory::new(values, rows_per_day, first.saturating_sub(rested));
     let novelty = Novelty::new(
         &memory.grid,
         rows_per_day,
@@ -241,11 +247,13 @@ struct Memory {
 const BLOCK: usize = 32;
 
 impl Memory {
-    /// The memory of `grid`'s samples, with changes from the rows that the
-    /// rows from `from` on rank against. (The grid holds no +Inf, which
-    /// would otherwise be the largest change and the top of the range for
-    /// the whole memory.)
-    fn new(grid: Grid, rows_per_day: usize, from: usize) -> Self {
+    /// The memory of `values` (`NaN` where none), with changes from the
+    /// rows that the rows from `from` on rank against.
+    fn new(values: Vec<f64>, rows_per_day: usize, from: usize) -> Self {
+        // Only spans of rows are read off the grid: its times do not matter.
+        // It holds no +Inf, which would otherwise be the largest change and
+        // the top of the range for the whole memory.
+        let grid = Grid::from_values(0, 1, values);
         let values = &grid.values;
         let n = values.len();
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::model::window::Span;
+use crate::model::window::{Span, sample_points};
 use crate::model::{FEATURES, Grid, Pass, Shape, Window};
 use crate::upstream::SourceSeries;
 
@@ -139,7 +139,7 @@ fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, ano
     let step = ev.step;
     let mut contexts = BTreeMap::new();
     for (&phase, &run) in &ev.anomaly_runs {
-        let samples = Grid::sample(&series.samples, run.start, run.rows, step, ev.staleness);
+        let values = sample_points(&series.samples, run.start, run.rows, step, ev.staleness);
         let times: Vec<i64> = ev
             .times
             .iter()
@@ -151,7 +151,7 @@ fn anomaly_contexts(ev: &Evaluation, series: &SourceSeries) -> BTreeMap<i64, ano
             .map(|t| ((t - run.start) / step) as usize)
             .collect();
         let origin = run.start.div_euclid(step);
-        let found = anomaly::contexts(samples, rows_per_day(step), origin, &asked);
+        let found = anomaly::contexts(values, rows_per_day(step), origin, &asked);
         contexts.extend(times.into_iter().zip(found));
     }
     contexts

@@ -3,7 +3,8 @@ use super::*;
 
 use crate::duration::PromDuration;
 use crate::labels::METRIC_NAME;
-use crate::model::{FEATURES, Grid};
+use crate::model::FEATURES;
+use crate::model::window::sample_points;
 use crate::series::HORIZON_LABEL;
 use crate::series::Horizon;
 
@@ -498,10 +499,10 @@ fn sampled_rows_match_a_look_up_per_time() {
         .filter(|i| i % 17 > 3)
         .map(|i| (i * 1_000 + (i % 3) * 100, i as f64))
         .collect();
-    let walked = Grid::sample(&samples, -2_500, 603, 1_000, 2_500);
-    for (k, v) in walked.values.iter().enumerate() {
-        let t = walked.time(k);
-        assert_eq!(t, k as i64 * 1_000 - 2_500);
+    let walked = sample_points(&samples, -2_500, 603, 1_000, 2_500);
+    assert_eq!(walked.len(), 603);
+    for (k, v) in walked.iter().enumerate() {
+        let t = k as i64 * 1_000 - 2_500;
         let expected = read::latest_at(&samples, t, 2_500).unwrap_or(f64::NAN);
         assert_eq!(v.to_bits(), expected.to_bits(), "at {t}");
     }

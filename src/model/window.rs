@@ -201,6 +201,32 @@ impl Window {
     }
 }
 
+/// The values at `points` times from `first_ms`, `step_ms` apart (not
+/// necessarily on multiples of the step, so not a [`Grid`]): each the
+/// latest of `samples` (sorted by time) at or before it if less than
+/// `staleness_ms` old, `NaN` where none; one walk through the samples.
+pub fn sample_points(
+    samples: &[(i64, f64)],
+    first_ms: i64,
+    points: usize,
+    step_ms: i64,
+    staleness_ms: i64,
+) -> Vec<f64> {
+    let mut next = 0;
+    (0..points as i64)
+        .map(|k| {
+            let t = first_ms + k * step_ms;
+            while next < samples.len() && samples[next].0 <= t {
+                next += 1;
+            }
+            match next.checked_sub(1).map(|i| samples[i]) {
+                Some((ts, value)) if t - ts < staleness_ms => value,
+                _ => f64::NAN,
+            }
+        })
+        .collect()
+}
+
 impl Grid {
     /// Resamples `samples` (sorted by time) onto the grid points in
     /// `[start_ms, end_ms]`: each point takes the latest sample at or
@@ -219,34 +245,8 @@ impl Grid {
         } else {
             ((end_ms - first) / step_ms + 1) as usize
         };
-        Self::sample(samples, first, points, step_ms, staleness_ms)
-    }
-
-    /// The grid of `points` points from `first_ms`, `step_ms` apart (not
-    /// necessarily on multiples of the step), each the latest of `samples`
-    /// (sorted by time) at or before it if less than `staleness_ms` old:
-    /// one walk through the samples.
-    pub fn sample(
-        samples: &[(i64, f64)],
-        first_ms: i64,
-        points: usize,
-        step_ms: i64,
-        staleness_ms: i64,
-    ) -> Self {
-        let mut next = 0;
-        let values = (0..points as i64)
-            .map(|k| {
-                let t = first_ms + k * step_ms;
-                while next < samples.len() && samples[next].0 <= t {
-                    next += 1;
-                }
-                match next.checked_sub(1).map(|i| samples[i]) {
-                    Some((ts, value)) if t - ts < staleness_ms => value,
-                    _ => f64::NAN,
-                }
-            })
-            .collect();
-        Self::from_values(first_ms, step_ms, values)
+        let values = sample_points(samples, first, points, step_ms, staleness_ms);
+        Self::from_values(first, step_ms, values)
     }
 
     /// A grid from already aligned values; those that are not finite (a

@@ -31,9 +31,9 @@ pub const WINDOW: usize = 24;
 /// Model steps between the rows whose shapes are measured and matched.
 pub const STRIDE: usize = 16;
 /// The part is `SHARE · novelty / largest`: 1 at 1/0.85 times the largest
-/// novelty of the [`RANK_ROWS`] rows before or a day if more (or of [`MIN_SIGMA`] daily
-/// spreads, so that a series that repeats itself exactly does not page on
-/// rounding).
+/// novelty of the [`RANK_ROWS`] rows before, or of a day if more (or of
+/// [`MIN_SIGMA`] daily spreads, so that a series that repeats itself
+/// exactly does not page on rounding).
 pub const SHARE: f64 = 0.85;
 /// Fewest earlier shapes for a novelty, and fewest novelties for the
 /// largest: as many rows as the rank part needs.

@@ -20,16 +20,17 @@ fn scores(rows: &[Row], rows_per_day: usize) -> Vec<Option<f64>> {
 fn scores_from(rows: &[Row], rows_per_day: usize, origin: usize) -> Vec<Option<f64>> {
     let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
     let asked: Vec<usize> = (0..rows.len()).collect();
-    contexts(grid(&values), rows_per_day, origin as i64, &asked)
+    contexts(nan_for_none(&values), rows_per_day, origin as i64, &asked)
         .iter()
         .zip(rows)
         .map(|(c, r)| c.score(r.residual))
         .collect()
 }
 
-/// Samples at consecutive model steps as a grid (`None`: no sample).
-fn grid(values: &[Option<f64>]) -> Grid {
-    Grid::from_values(0, 1, values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+/// Samples at consecutive model steps as the score takes them: `NaN`
+/// where none.
+fn nan_for_none(values: &[Option<f64>]) -> Vec<f64> {
+    values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()
 }
 
 /// Samples alternating between 10 and 11, less than a day of them: each
@@ -196,7 +197,7 @@ fn job_alarms_at_a_one_minute_step(days: usize, size: fn(usize) -> f64) -> Vec<u
         .collect()
 }
 
-/// At a 1-minute step the guard's rows are under five hours: a job that
+/// At a 1-minute step the guard's rows are 7.2 hours: a job that
 /// runs every morning leaves its range every day, as yesterday's did.
 /// Its level must clearly exceed yesterday's to page, or it pages about
 /// every other day; a job twice its usual size still pages.
@@ -277,7 +278,7 @@ fn daily_spreads_match_a_plain_computation() {
     let values: Vec<Option<f64>> = (0..300)
         .map(|i| (i % 13 != 5).then(|| 1000.0 + ((i * 7919) % 101) as f64))
         .collect();
-    let memory = Memory::new(grid(&values), 48, 0);
+    let memory = Memory::new(nan_for_none(&values), 48, 0);
     for i in 0..values.len() {
         let day: Vec<f64> = values[i.saturating_sub(48)..i]
             .iter()
@@ -301,7 +302,7 @@ fn the_largest_change_and_the_range_match_plain_scans() {
     let values: Vec<Option<f64>> = (0..3000)
         .map(|i| (i % 11 != 3).then(|| ((i * 7919) % 101) as f64 + (i / 500) as f64 * 40.0))
         .collect();
-    let memory = Memory::new(grid(&values), DAY, 0);
+    let memory = Memory::new(nan_for_none(&values), DAY, 0);
     for i in (0..values.len()).step_by(7) {
         let changes: Vec<f64> = memory.changes[i.saturating_sub(RANK_ROWS)..i]
             .iter()
