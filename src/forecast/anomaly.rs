@@ -258,12 +258,7 @@ impl Memory {
         let n = values.len();
         let changes_from = from.saturating_sub(RANK_ROWS).min(n);
         let guards_from = from.saturating_sub(GUARD_ROWS);
-        let mut spreads = vec![f64::NAN; n];
-        for (i, spread) in spreads.iter_mut().enumerate().skip(changes_from) {
-            *spread = grid
-                .spread(i.saturating_sub(rows_per_day), i)
-                .unwrap_or(f64::NAN);
-        }
+        let spreads = grid.spreads(rows_per_day, changes_from);
         let mut changes = vec![f64::NAN; n];
         for i in changes_from.max(1)..n {
             let step = values[i] - values[i - 1];

@@ -2,6 +2,7 @@
 //! anchors at every evaluation time, forecasts held within the series'
 //! domain.
 
+use std::cell::LazyCell;
 use std::sync::Arc;
 
 use crate::labels::METRIC_NAME;
@@ -60,7 +61,9 @@ pub fn series_outputs(
         ),
     };
     let calibration = Calibration { lo, hi, first_ms };
-    let domain = Domain::of(&series.samples);
+    // Read off every sample, which only forecasts need: an anomaly score
+    // alone does not pay for it.
+    let domain = LazyCell::new(|| Domain::of(&series.samples));
     let anchor_at = |t: i64| {
         plan.span
             .index(t)

@@ -255,14 +255,37 @@ impl<'a> Shapes<'a> {
         )
     }
 
-    /// The largest novelty of the shapes in `rows` (0 if none).
+    /// The largest novelty of the shapes in `rows` (0 if none), exactly,
+    /// at a fraction of the distances that every novelty costs: a shape's
+    /// distance to the shape a day earlier bounds its novelty from above,
+    /// so in the order of those bounds, the first shapes searched set a
+    /// high largest early, and a shape whose bound is not above it is not
+    /// searched at all (a search in row order met a new largest, and so a
+    /// full search, every few shapes: about 2,000 distances a series at a
+    /// 1-minute step instead of about 800).
     fn largest(&self, rows: Range<usize>) -> f64 {
+        let day = (self.rows_per_day + STRIDE / 2) / STRIDE;
+        let mut bounded: Vec<(f64, usize)> = rows
+            .filter_map(|k| {
+                let earlier = self.earlier(k)?;
+                let bound = k
+                    .checked_sub(day)
+                    .filter(|j| earlier.contains(j) && self.present(*j))
+                    .map_or(f64::INFINITY, |j| {
+                        per_sample(distance(self.shape(k), self.shape(j)))
+                    });
+                Some((bound, k))
+            })
+            .collect();
+        bounded.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut largest = 0.0;
-        let mut hint = None;
-        for k in rows {
-            let (novelty, next) = self.novelty_above(k, largest, hint);
-            hint = next;
-            largest = novelty.unwrap_or(largest);
+        for (bound, k) in bounded {
+            if bound <= largest {
+                break;
+            }
+            if let (Some(novelty), _) = self.novelty_above(k, largest, None) {
+                largest = novelty;
+            }
         }
         largest
     }
