@@ -351,8 +351,8 @@ impl Grid {
         for (i, spread) in spreads.iter_mut().enumerate().take(whole).skip(from) {
             *spread = self.spread(0, i).unwrap_or(f64::NAN);
         }
-        // The rest with the arithmetic of `stats` and `mean_and_spread`,
-        // without branches: each column in lock step with itself `span`
+        // The rest with the arithmetic of `mean_and_spread`, without
+        // branches: each column in lock step with itself `span`
         // points earlier.
         let (now, then) = (
             whole..points,
@@ -364,9 +364,8 @@ impl Grid {
         let (count, count_before) = (&sums.count[now], &sums.count[then]);
         for (k, spread) in spreads[whole..].iter_mut().enumerate() {
             let n = count[k] - count_before[k];
-            let mean = (sum[k] - sum_before[k]) / f64::from(n);
-            let var = ((square[k] - square_before[k]) / f64::from(n) - mean * mean).max(0.0);
-            let floored = floor_scale(var.sqrt(), mean + self.offset);
+            let (mean, std) = moments(sum[k] - sum_before[k], square[k] - square_before[k], n);
+            let floored = floor_scale(std, mean + self.offset);
             *spread = if n >= 2 { floored } else { f64::NAN };
         }
         spreads
@@ -379,9 +378,12 @@ impl Grid {
             return None;
         }
         let sums = &self.prefix;
-        let mean = (sums.sum[to] - sums.sum[from]) / f64::from(n);
-        let var = ((sums.square[to] - sums.square[from]) / f64::from(n) - mean * mean).max(0.0);
-        Some((mean + self.offset, var.sqrt(), n))
+        let (mean, std) = moments(
+            sums.sum[to] - sums.sum[from],
+            sums.square[to] - sums.square[from],
+            n,
+        );
+        Some((mean + self.offset, std, n))
     }
 
     /// Grid index of the start of the pass that the window ending at
@@ -476,6 +478,17 @@ impl Grid {
             })
             .collect()
     }
+}
+
+/// Mean and standard deviation of `n` values from their sum and sum of
+/// squares (less the grid's offset): the one formula of
+/// [`Grid::stats`] and [`Grid::spreads`], inlined so that the latter's
+/// loop still vectorises.
+#[inline(always)]
+fn moments(sum: f64, square: f64, n: u32) -> (f64, f64) {
+    let mean = sum / f64::from(n);
+    let var = (square / f64::from(n) - mean * mean).max(0.0);
+    (mean, var.sqrt())
 }
 
 /// A usable normalisation scale even for flat series: a constant series
